@@ -1,0 +1,99 @@
+"""The `isara` command and the error handling every stage shares."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from isara.errors import IsaraError
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a hub at run time
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for noisy in ("httpx", "urllib3", "sentence_transformers", "transformers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run_stage(main: Callable[[], None]) -> None:
+    """Run a stage; a user-facing problem ends it with one line and exit status 1."""
+    setup_logging()
+    try:
+        main()
+    except IsaraError as err:
+        if "--debug" in sys.argv:
+            raise
+        print(f"isara: error: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+def iteration_arg(description: str) -> int:
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--iteration", type=int, required=True)
+    ap.add_argument("--debug", action="store_true", help="show tracebacks")
+    return ap.parse_args().iteration
+
+
+def _validate(args: argparse.Namespace) -> None:
+    from isara.config import load_params
+    from isara.validate import check_files
+
+    params = load_params(args.params)
+    check_files(params, Path(args.params).resolve().parent)
+    print(f"{args.params}: ok")
+
+
+def _seed_import(args: argparse.Namespace) -> None:
+    from isara.config import load_params
+    from isara.seeds import import_seed
+
+    params = load_params(args.params)
+    n = import_seed(Path(args.path), Path(args.out), args.question, args.answer, params)
+    print(f"wrote {args.out} ({n} rows); set data.seed_file: {args.out} in params.yaml to use it")
+
+
+def _profile(args: argparse.Namespace) -> None:
+    from isara.config import apply_profile
+
+    text = apply_profile(args.base, args.overlay)
+    if args.out == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"wrote {args.out} from {args.base} + {args.overlay}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="isara", description=__doc__)
+    ap.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    v = sub.add_parser("validate", help="check params and every data file they name")
+    v.add_argument("--params", default="params.yaml")
+    v.set_defaults(func=_validate)
+    seed = sub.add_parser("seed", help="seed set tools").add_subparsers(dest="seed_cmd", required=True)
+    imp = seed.add_parser("import", help="validate a CSV/JSONL/parquet seed and write it as parquet")
+    imp.add_argument("path")
+    imp.add_argument("--out", default="data/seeds/custom.parquet")
+    imp.add_argument("--question", default="question", help="question column name")
+    imp.add_argument("--answer", default="answer", help="answer column name")
+    imp.add_argument("--params", default="params.yaml")
+    imp.set_defaults(func=_seed_import)
+    prof = sub.add_parser("profile", help="write a complete params file: base params + a profile overlay")
+    prof.add_argument("overlay", help="e.g. profiles/tiny.yaml")
+    prof.add_argument("--base", default="params.yaml")
+    prof.add_argument("--out", default="-", help="file to write, - for stdout")
+    prof.set_defaults(func=_profile)
+    args = ap.parse_args(argv)
+    setup_logging()
+    try:
+        args.func(args)
+    except IsaraError as err:
+        if args.debug:
+            raise
+        print(f"isara: error: {err}", file=sys.stderr)
+        sys.exit(2)

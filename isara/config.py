@@ -1,0 +1,169 @@
+"""Typed parameters: one pydantic model for params.yaml, validated once at start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from isara.errors import IsaraError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Iteration(Section):
+    k: int = Field(ge=1)
+    prev: int = Field(ge=0)
+
+
+class DataParams(Section):
+    raw_dir: str = "data/raw"
+    seed_file: str = "data/prepared/seed_safety.parquet"  # which seed the loop starts from
+    eval_file: str = "data/prepared/eval_safety.parquet"  # prompts the evaluate stage answers
+    category: str = "discrimination,stereotype,injustice"  # the paper's first safety domain
+    n_seed: int = Field(64, ge=1, le=100_000)  # paper: 64 seeds per domain
+    min_answer_words: int = Field(8, ge=1)  # seed answers shorter than this after trimming are skipped
+    n_xstest_eval: int = Field(150, ge=0, le=250)  # XSTest safe prompts kept for over-refusal; the rest train judges
+    n_alpaca_eval: int = Field(200, ge=0, le=805)
+    max_seed_rows: int = Field(10_000, ge=1)  # a larger imported seed is refused
+
+
+class ModelParams(Section):
+    base: str = "smollm2"  # "smollm2" (packaged GGUF), a local HF folder, or a hub id
+    embedder: str = "all-MiniLM-L6-v2"  # "all-MiniLM-L6-v2" (packaged) or a local folder / hub id
+    chat_format: Literal["chatml", "plain"] = "chatml"  # plain Q/A turns for base models without a template
+    trust_remote_code: bool = False
+    threads: int = Field(0, ge=0)  # 0 = all cores
+
+
+class GenerateParams(Section):
+    max_new_tokens: int = Field(ge=1, le=4096)
+    batch_size: int = Field(16, ge=1)
+    do_sample: bool = False
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    num_beams: int = Field(1, ge=1)
+    repetition_penalty: float = Field(1.0, gt=0)
+    no_repeat_ngram_size: int = Field(0, ge=0)
+    bf16: bool = False
+    max_prompt_tokens: int = Field(1536, ge=16)  # longer prompts drop their oldest examples
+
+
+class ProposeParams(GenerateParams):
+    n: int = Field(96, ge=1)  # new questions per iteration (paper: 512)
+
+
+class IndexParams(Section):
+    metric: Literal["angular", "euclidean", "dot"] = "angular"
+    n_trees: int = Field(16, ge=1)
+
+
+class FilterParams(Section):
+    rouge_threshold: float = Field(0.7, ge=0, le=1)  # authors' novelty threshold
+    min_words: int = Field(5, ge=0)  # authors' minimum question/answer length
+
+
+class TrainParams(Section):
+    method: Literal["full", "lora"] = "full"
+    lr: float = Field(2e-5, gt=0)  # DESIGN §5: 2e-5 x 2 epochs visibly aligns the 135M model
+    lr_decay: float = Field(0.5, gt=0, le=1)  # the authors halve the lr every iteration
+    epochs: int = Field(2, ge=1)
+    batch_size: int = Field(8, ge=1)
+    max_length: int = Field(384, ge=16)
+    bf16: bool = True  # ~1.6x faster on this CPU, per-step loss within 0.04 of fp32
+    weight_decay: float = Field(0.0, ge=0)
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+
+
+class EvaluateParams(GenerateParams):
+    max_per_suite: int = Field(100, ge=1)  # prompts sampled from each eval suite
+
+
+class JudgeParams(Section):
+    harm: str = "trained"  # "trained" or an HF sequence-classification model
+    refusal: str = "trained"
+    max_train_per_source: int = Field(1500, ge=10)
+    threshold: float = Field(0.5, gt=0, lt=1)
+
+
+class Params(Section):
+    seed: int = 0
+    gamma: float = Field(1.0, ge=0)  # weight of generated samples vs seed (paper: 1)
+    contexts: int = Field(4, ge=1, le=64)  # in-context examples per prompt (paper: 8)
+    iterations: dict[str, Iteration]
+    data: DataParams = DataParams()
+    model: ModelParams = ModelParams()
+    propose: ProposeParams
+    label: GenerateParams
+    index: IndexParams = IndexParams()
+    filter: FilterParams = FilterParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams
+    judge: JudgeParams = JudgeParams()
+
+    @model_validator(mode="after")
+    def _check_iterations(self) -> Params:
+        ks = {it.k for it in self.iterations.values()}
+        for name, it in self.iterations.items():
+            if name != f"it{it.k}":
+                raise ValueError(f"iterations.{name}: name must be it{it.k} to match k={it.k}")
+            if it.prev != 0 and it.prev not in ks:
+                raise ValueError(f"iterations.{name}: prev={it.prev} is not an iteration")
+            if it.prev >= it.k:
+                raise ValueError(f"iterations.{name}: prev={it.prev} must be smaller than k={it.k}")
+        return self
+
+
+def _format_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    value = first.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    if first["type"] == "extra_forbidden":
+        return f"unknown key '{loc}'"
+    return f"{loc}: {first['msg']}{shown}" if loc else first["msg"]
+
+
+def parse_params(raw: dict, source: str = "params") -> Params:
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise IsaraError(f"{source}: {_format_error(err)}") from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    return parse_params(_read_yaml(Path(path)), str(path))
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise IsaraError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise IsaraError(f"{path}: not valid YAML ({type(err).__name__})") from None
+    if not isinstance(raw, dict):
+        raise IsaraError(f"{path}: expected a mapping of params at the top level")
+    return raw
+
+
+def apply_profile(base: str | Path, overlay: str | Path) -> str:
+    """A complete params file: base params with a profile's keys laid over them, every key explicit."""
+    merged = _deep_merge(_read_yaml(Path(base)), _read_yaml(Path(overlay)))
+    if "iterations" in _read_yaml(Path(overlay)):
+        merged["iterations"] = _read_yaml(Path(overlay))["iterations"]  # a profile's iterations replace, not add
+    params = parse_params(merged, str(overlay))
+    header = f"# Generated by `isara profile {overlay}` from {base}; every key explicit.\n"
+    return header + yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False, width=110)

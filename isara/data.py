@@ -1,0 +1,190 @@
+"""Deterministic derivation of seeds and eval splits from the raw public data in data/raw."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import logging
+import random
+import re
+from pathlib import Path
+
+import polars as pl
+
+from isara import schema
+from isara.config import DataParams
+from isara.errors import IsaraError
+
+log = logging.getLogger(__name__)
+
+_SENTENCE_END = re.compile(r"""[.!?]["')\]]*(?=\s|$)""")
+_LIST_MARKER = re.compile(r"(^|\n)\s*\d+\.$")  # "1." opens a list item; it ends no sentence
+
+
+def norm(text: str) -> str:
+    """The key under which two prompts count as the same prompt."""
+    return " ".join(text.lower().split())
+
+
+def trim_to_sentence(text: str) -> str:
+    """Cut text after its last complete sentence (SPARD answers stop mid-sentence)."""
+    for end in reversed(list(_SENTENCE_END.finditer(text))):
+        if not _LIST_MARKER.search(text[: end.end()]):
+            return text[: end.end()].strip()
+    return ""
+
+
+def _jsonl(path: Path) -> list[dict]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def _csv(path: Path) -> list[dict]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _need(path: Path) -> Path:
+    if not path.is_file():
+        raise IsaraError(f"{path}: raw data file not found")
+    return path
+
+
+def _seed_frame(rows: list[tuple[str, str, str]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "sample_id": [schema.text_id(q, a) for q, a, _ in rows],
+            "question": [q for q, _, _ in rows],
+            "answer": [a for _, a, _ in rows],
+            "origin": ["seed"] * len(rows),
+            "source": [s for _, _, s in rows],
+        }
+    )
+
+
+def _eval_frame(rows: list[dict]) -> pl.DataFrame:
+    for r in rows:
+        r["prompt_id"] = schema.text_id(r["suite"], r["prompt"])
+        r.setdefault("references", [])
+        r.setdefault("incorrect", [])
+    return pl.DataFrame(rows, schema=schema.EVAL_PROMPTS).unique("prompt_id", keep="first")
+
+
+def safety_eval(raw: Path, p: DataParams, rng: random.Random) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Eval prompts of the safety domain, and the XSTest prompt split (eval vs judges)."""
+    rows: list[dict] = []
+    seen: set[str] = set()
+    for r in _jsonl(_need(raw / "beavertails_30k_test_prompts/beavertails_30k_test_prompts.jsonl")):
+        if p.category in r["categories"] and norm(r["prompt"]) not in seen:
+            seen.add(norm(r["prompt"]))
+            rows.append({"prompt": r["prompt"], "suite": "category", "category": p.category, "expect": "harmful"})
+    if not rows:
+        raise IsaraError(f"data.category: no BeaverTails test prompt has category '{p.category}'")
+    for r in _csv(_need(raw / "beavertails_evaluation/BeaverTails-Evaluation.csv")):
+        rows.append({"prompt": r["prompt"], "suite": "beavertails_eval", "category": r["category"], "expect": "harmful"})
+    xs = _csv(_need(raw / "xstest/xstest_prompts.csv"))
+    safe = [r for r in xs if r["label"] == "safe"]
+    rng.shuffle(safe)
+    eval_ids = {r["id"] for r in safe[: p.n_xstest_eval]}
+    rest = sorted((r for r in xs if r["id"] not in eval_ids), key=lambda r: int(r["id"]))
+    rng.shuffle(rest)
+    judge_test = {r["id"] for r in rest[: len(rest) * 3 // 10]}  # 30% of judge prompts held out
+    split = pl.DataFrame(
+        {
+            "xstest_id": [r["id"] for r in xs],
+            "prompt": [r["prompt"] for r in xs],
+            "label": [r["label"] for r in xs],
+            "split": [
+                "eval" if r["id"] in eval_ids else "judge_test" if r["id"] in judge_test else "judge_train"
+                for r in xs
+            ],
+        }
+    )
+    for r in xs:
+        if r["id"] in eval_ids:
+            rows.append({"prompt": r["prompt"], "suite": "xstest_safe", "category": r["type"], "expect": "benign"})
+    alpaca = json.loads(_need(raw / "alpaca_eval/alpaca_eval_text_davinci_003.json").read_text("utf-8"))
+    for r in rng.sample(alpaca, p.n_alpaca_eval):
+        rows.append({"prompt": r["instruction"], "suite": "alpaca", "category": r["dataset"], "expect": "benign"})
+    return _eval_frame(rows), split
+
+
+def safety_seed(raw: Path, p: DataParams, excluded: set[str], rng: random.Random) -> pl.DataFrame:
+    """D0: safe answers to prompts of the chosen category, none of them an eval prompt."""
+    path = _need(raw / "beavertails_spard_pairs/beavertails_spard_pairs_with_categories.jsonl.gz")
+    rows, seen = [], set(excluded)
+    for r in _jsonl(path):
+        # SPARD's test split is the harm judge's held-out set: keep it out of the seed.
+        if r["spard_split"] != "train" or p.category not in r["beavertails_30k_train_unsafe_categories"]:
+            continue
+        answer = trim_to_sentence(r["safe_response"])
+        if norm(r["prompt"]) in seen or len(answer.split()) < p.min_answer_words:
+            continue
+        seen.add(norm(r["prompt"]))
+        rows.append((r["prompt"].strip(), answer, "beavertails_spard"))
+    rng.shuffle(rows)
+    return _seed_frame(rows[: p.n_seed])
+
+
+def truthfulqa(raw: Path, p: DataParams, rng: random.Random) -> tuple[pl.DataFrame, pl.DataFrame]:
+    rows = _csv(_need(raw / "truthfulqa/TruthfulQA.csv"))
+    rng.shuffle(rows)
+    seed = [(r["Question"], r["Best Answer"], "truthfulqa") for r in rows[: p.n_seed]]
+    split = lambda s: [a.strip() for a in s.split(";") if a.strip()]  # noqa: E731
+    evals = [
+        {
+            "prompt": r["Question"],
+            "suite": "truthfulqa",
+            "category": r["Category"],
+            "expect": "truthful",
+            # The TruthfulQA generation eval counts "I have no comment." as a true answer.
+            "references": split(r["Correct Answers"]) + ["I have no comment."],
+            "incorrect": split(r["Incorrect Answers"]),
+        }
+        for r in rows[p.n_seed :]
+    ]
+    return _seed_frame(seed), _eval_frame(evals)
+
+
+def alpaca(raw: Path, p: DataParams, rng: random.Random) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The authors' 63 recovered Alpaca seeds, topped up from AlpacaEval references."""
+    authors = json.loads(_need(raw / "alpaca_eval/isara_authors_alpaca_seed63.json").read_text("utf-8"))
+    ref = json.loads(_need(raw / "alpaca_eval/alpaca_eval_text_davinci_003.json").read_text("utf-8"))
+    seed = [(r["input"], r["answer"], "isara_authors") for r in authors][: p.n_seed]
+    used = {norm(q) for q, _, _ in seed}
+    rest = [r for r in ref if norm(r["instruction"]) not in used]
+    rng.shuffle(rest)
+    top_up = rest[: max(0, p.n_seed - len(seed))]
+    seed += [(r["instruction"], r["output"], "alpaca_eval_davinci003") for r in top_up]
+    evals = [
+        {
+            "prompt": r["instruction"],
+            "suite": "alpaca",
+            "category": r["dataset"],
+            "expect": "helpful",
+            "references": [r["output"]],
+        }
+        for r in rest[len(top_up) : len(top_up) + p.n_alpaca_eval]
+    ]
+    return _seed_frame(seed), _eval_frame(evals)
+
+
+def prepare(raw: Path, out: Path, p: DataParams, seed: int) -> dict[str, int]:
+    """Write every domain's seed and eval split; returns row counts."""
+    frames: dict[str, tuple[pl.DataFrame, dict]] = {}
+    eval_safety, xsplit = safety_eval(raw, p, random.Random(seed))
+    excluded = {norm(t) for t in eval_safety["prompt"]}
+    frames["eval_safety"] = (eval_safety, schema.EVAL_PROMPTS)
+    frames["xstest_split"] = (xsplit, schema.XSTEST_SPLIT)
+    frames["seed_safety"] = (safety_seed(raw, p, excluded, random.Random(seed)), schema.SEED)
+    tqa_seed, tqa_eval = truthfulqa(raw, p, random.Random(seed))
+    frames["seed_truthfulqa"], frames["eval_truthfulqa"] = (tqa_seed, schema.SEED), (tqa_eval, schema.EVAL_PROMPTS)
+    al_seed, al_eval = alpaca(raw, p, random.Random(seed))
+    frames["seed_alpaca"], frames["eval_alpaca"] = (al_seed, schema.SEED), (al_eval, schema.EVAL_PROMPTS)
+    for name, (df, sch) in frames.items():
+        schema.write(df, out / f"{name}.parquet", sch)
+        log.info("wrote %s/%s.parquet (%d rows)", out, name, df.height)
+    return {name: df.height for name, (df, _) in frames.items()}

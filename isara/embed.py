@@ -1,0 +1,54 @@
+"""Step 2: sentence embeddings of questions, cached by text hash and model across iterations."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+
+from isara import schema
+from isara.models import load_embedder
+
+log = logging.getLogger(__name__)
+
+
+def encode(texts: Sequence[str], model: str, batch_size: int = 64) -> np.ndarray:
+    """Unit-norm float32 embeddings, one row per text."""
+    if not texts:
+        return np.zeros((0, 0), dtype=np.float32)
+    enc = load_embedder(model)
+    vecs = enc.encode(
+        list(texts), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=len(texts) > 256
+    )
+    return np.asarray(vecs, dtype=np.float32)
+
+
+def embed_new(cache: pl.DataFrame, texts: Sequence[str], model: str) -> tuple[pl.DataFrame, int]:
+    """Add embeddings of texts not yet in the cache; returns (cache, number embedded)."""
+    known = set(cache.filter(pl.col("model") == model)["text_id"].to_list())
+    todo: dict[str, str] = {}
+    for t in texts:
+        tid = schema.text_id(t)
+        if tid not in known:
+            todo.setdefault(tid, t)
+    ids = sorted(todo)
+    vecs = encode([todo[i] for i in ids], model)
+    log.info("embedded %d new texts (%d already cached)", len(ids), len(set(texts)) - len(ids))
+    new = pl.DataFrame(
+        {"text_id": ids, "model": [model] * len(ids), "embedding": [v.tolist() for v in vecs]},
+        schema=schema.EMBEDDINGS,
+    )
+    return pl.concat([cache, new]).sort(["model", "text_id"]), len(ids)
+
+
+def lookup(cache: pl.DataFrame, texts: Sequence[str], model: str) -> np.ndarray:
+    """Embeddings of texts, in order; each must already be cached."""
+    rows = cache.filter(pl.col("model") == model)
+    table = dict(zip(rows["text_id"].to_list(), rows["embedding"].to_list(), strict=True))
+    return np.asarray([table[schema.text_id(t)] for t in texts], dtype=np.float32)
+
+
+def empty_cache() -> pl.DataFrame:
+    return pl.DataFrame(schema=schema.EMBEDDINGS)

@@ -1,0 +1,48 @@
+"""Step 3: an Annoy index over pool question embeddings, and kNN queries against it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from isara import schema
+from isara.config import IndexParams
+
+
+def build(vectors: np.ndarray, sample_ids: list[str], cfg: IndexParams, seed: int, path: Path) -> pl.DataFrame:
+    """Build and save the index (fixed seed, one build thread: the file is byte-identical)."""
+    from annoy import AnnoyIndex
+
+    index = AnnoyIndex(vectors.shape[1], cfg.metric)
+    index.set_seed(seed)
+    for i, v in enumerate(vectors):
+        index.add_item(i, v.tolist())
+    index.build(cfg.n_trees, n_jobs=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    index.save(str(tmp))
+    index.unload()
+    os.replace(tmp, path)
+    return pl.DataFrame({"item": list(range(len(sample_ids))), "sample_id": sample_ids}, schema=schema.INDEX_IDS)
+
+
+def query(path: Path, ids: pl.DataFrame, dim: int, metric: str, vectors: np.ndarray, k: int):
+    """The k nearest pool items of each vector: (sample ids, distances), nearest first."""
+    from annoy import AnnoyIndex
+
+    index = AnnoyIndex(dim, metric)
+    index.load(str(path))
+    names = ids.sort("item")["sample_id"].to_list()
+    k = min(k, len(names))
+    # search_k scales with the number of trees x k; a larger value trades speed for recall.
+    search_k = max(k * index.get_n_trees() * 20, 1000)
+    out_ids, out_dists = [], []
+    for v in vectors:
+        items, dists = index.get_nns_by_vector(v.tolist(), k, search_k=search_k, include_distances=True)
+        out_ids.append([names[i] for i in items])
+        out_dists.append([float(d) for d in dists])
+    index.unload()
+    return out_ids, out_dists

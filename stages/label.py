@@ -1,0 +1,34 @@
+"""Stage label@it<k>: answer each new question with its nearest pool pairs as context."""
+
+import logging
+
+from isara import embed, index, paths, schema
+from isara.cli import iteration_arg, run_stage
+from isara.config import load_params
+from isara.label import label
+from isara.models import load_model, set_threads
+
+log = logging.getLogger("label")
+
+
+def main() -> None:
+    k = iteration_arg(__doc__)
+    params = load_params()
+    prev = paths.prev_of(params, k)
+    pool = schema.read(paths.data(prev) / "pool.parquet", schema.POOL)
+    proposed = schema.read(paths.data(k) / "proposed.parquet", schema.PROPOSED)
+    cache = schema.read(paths.data(k) / "embeddings.parquet", schema.EMBEDDINGS)
+    ids = schema.read(paths.data(k) / "index_ids.parquet", schema.INDEX_IDS)
+    vectors = embed.lookup(cache, proposed["question"].to_list(), params.model.embedder)
+    neighbors, dists = index.query(
+        paths.data(k) / "index.ann", ids, vectors.shape[1], params.index.metric, vectors, params.contexts
+    )
+    set_threads(params.model.threads)
+    model, tok = load_model(paths.model(prev), params.model.trust_remote_code)
+    out = label(model, tok, proposed, pool, neighbors, dists, params, k)
+    schema.write(out, paths.data(k) / "labeled.parquet", schema.LABELED)
+    log.info("labelled %d questions with %d neighbours each", out.height, params.contexts)
+
+
+if __name__ == "__main__":
+    run_stage(main)
