@@ -68,6 +68,12 @@ def _profile(args: argparse.Namespace) -> None:
         print(f"wrote {args.out} from {args.base} + {args.overlay}")
 
 
+def _report(args: argparse.Namespace) -> None:
+    from isara.report import render
+
+    print(f"wrote {render(Path(args.metrics), Path(args.eval_dir), Path(args.out))}")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="isara", description=__doc__)
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -88,12 +94,19 @@ def main(argv: list[str] | None = None) -> None:
     prof.add_argument("--base", default="params.yaml")
     prof.add_argument("--out", default="-", help="file to write, - for stdout")
     prof.set_defaults(func=_profile)
-    args = ap.parse_args(argv)
+    rep = sub.add_parser("report", help="summary table, PNG plots and sample generations in report/")
+    rep.add_argument("--metrics", default="metrics")
+    rep.add_argument("--eval-dir", default="data/eval")
+    rep.add_argument("--out", default="report")
+    rep.set_defaults(func=_report)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv  # accepted after the subcommand too, as by every stage
+    args = ap.parse_args([a for a in argv if a != "--debug"])
     setup_logging()
     try:
         args.func(args)
     except IsaraError as err:
-        if args.debug:
+        if debug:
             raise
         print(f"isara: error: {err}", file=sys.stderr)
         sys.exit(2)

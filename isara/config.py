@@ -126,7 +126,8 @@ def _format_error(err: ValidationError) -> str:
     shown = "" if isinstance(value, dict) else f" (got {value!r})"
     if first["type"] == "extra_forbidden":
         return f"unknown key '{loc}'"
-    return f"{loc}: {first['msg']}{shown}" if loc else first["msg"]
+    msg = first["msg"].removeprefix("Value error, ")  # our own validators name the key already
+    return f"{loc}: {msg}{shown}" if loc else msg
 
 
 def parse_params(raw: dict, source: str = "params") -> Params:
@@ -147,13 +148,29 @@ def _deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A key given twice is an error: PyYAML would silently keep only the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue
+            if key_node.value in seen:
+                why = f"duplicate key '{key_node.value}' at line {key_node.start_mark.line + 1}"
+                raise yaml.constructor.ConstructorError(problem=why)
+            seen.add(key_node.value)
+        return super().construct_mapping(node, deep)
+
+
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise IsaraError(f"{path}: params file not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # a SafeLoader
     except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise IsaraError(f"{path}: not valid YAML ({type(err).__name__})") from None
+        why = getattr(err, "problem", None) or type(err).__name__
+        raise IsaraError(f"{path}: not valid YAML ({why})") from None
     if not isinstance(raw, dict):
         raise IsaraError(f"{path}: expected a mapping of params at the top level")
     return raw

@@ -19,7 +19,8 @@ from isara.errors import IsaraError
 log = logging.getLogger(__name__)
 
 _SENTENCE_END = re.compile(r"""[.!?]["')\]]*(?=\s|$)""")
-_LIST_MARKER = re.compile(r"(^|\n)\s*\d+\.$")  # "1." opens a list item; it ends no sentence
+# "1." opens a list item (also glued on as in "issue.2.") and "Mr." a name; neither ends a sentence.
+_FALSE_END = re.compile(r"((^|\n|(?<!\d)[.!?:])\s*\d+|\b(Mr|Mrs|Ms|Dr|Prof))\.$")
 
 
 def norm(text: str) -> str:
@@ -30,7 +31,7 @@ def norm(text: str) -> str:
 def trim_to_sentence(text: str) -> str:
     """Cut text after its last complete sentence (SPARD answers stop mid-sentence)."""
     for end in reversed(list(_SENTENCE_END.finditer(text))):
-        if not _LIST_MARKER.search(text[: end.end()]):
+        if not _FALSE_END.search(text[: end.end()]):
             return text[: end.end()].strip()
     return ""
 
@@ -70,7 +71,9 @@ def _eval_frame(rows: list[dict]) -> pl.DataFrame:
         r["prompt_id"] = schema.text_id(r["suite"], r["prompt"])
         r.setdefault("references", [])
         r.setdefault("incorrect", [])
-    return pl.DataFrame(rows, schema=schema.EVAL_PROMPTS).unique("prompt_id", keep="first")
+    # maintain_order: without it polars returns rows in a thread-dependent order, run to run.
+    df = pl.DataFrame(rows, schema=schema.EVAL_PROMPTS)
+    return df.unique("prompt_id", keep="first", maintain_order=True)
 
 
 def safety_eval(raw: Path, p: DataParams, rng: random.Random) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -155,7 +158,8 @@ def alpaca(raw: Path, p: DataParams, rng: random.Random) -> tuple[pl.DataFrame, 
     ref = json.loads(_need(raw / "alpaca_eval/alpaca_eval_text_davinci_003.json").read_text("utf-8"))
     seed = [(r["input"], r["answer"], "isara_authors") for r in authors][: p.n_seed]
     used = {norm(q) for q, _, _ in seed}
-    rest = [r for r in ref if norm(r["instruction"]) not in used]
+    # Two davinci-003 outputs are empty: no seed answer, no reference.
+    rest = [r for r in ref if norm(r["instruction"]) not in used and r["output"].strip()]
     rng.shuffle(rest)
     top_up = rest[: max(0, p.n_seed - len(seed))]
     seed += [(r["instruction"], r["output"], "alpaca_eval_davinci003") for r in top_up]
@@ -176,7 +180,8 @@ def prepare(raw: Path, out: Path, p: DataParams, seed: int) -> dict[str, int]:
     """Write every domain's seed and eval split; returns row counts."""
     frames: dict[str, tuple[pl.DataFrame, dict]] = {}
     eval_safety, xsplit = safety_eval(raw, p, random.Random(seed))
-    excluded = {norm(t) for t in eval_safety["prompt"]}
+    # No seed prompt may be an eval prompt or a judge prompt (XSTest judge_train / judge_test).
+    excluded = {norm(t) for t in eval_safety["prompt"]} | {norm(t) for t in xsplit["prompt"]}
     frames["eval_safety"] = (eval_safety, schema.EVAL_PROMPTS)
     frames["xstest_split"] = (xsplit, schema.XSTEST_SPLIT)
     frames["seed_safety"] = (safety_seed(raw, p, excluded, random.Random(seed)), schema.SEED)

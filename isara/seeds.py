@@ -24,8 +24,18 @@ def _read_text(path: Path) -> str:
         raise IsaraError(f"{path}: line {line}: not valid UTF-8") from None
 
 
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _records(path: Path) -> list[dict]:
     suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".jsonl", ".json", ".csv", ".tsv"):
+        raise IsaraError(f"{path}: unsupported seed format '{suffix}' (use .csv, .tsv, .jsonl or .parquet)")
     if suffix == ".parquet":
         try:
             return pl.read_parquet(path).to_dicts()
@@ -34,7 +44,7 @@ def _records(path: Path) -> list[dict]:
     text = _read_text(path)
     if suffix in (".jsonl", ".json"):
         rows = []
-        for n, line in enumerate(text.splitlines(), start=1):
+        for n, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
             try:
@@ -45,16 +55,20 @@ def _records(path: Path) -> list[dict]:
                 raise IsaraError(f"{path}: line {n}: expected a JSON object")
             rows.append(row)
         return rows
-    if suffix in (".csv", ".tsv"):
-        import csv
-        import io
+    import csv
+    import io
 
-        try:
-            reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
-            return [dict(r) for r in reader]
-        except csv.Error as err:
-            raise IsaraError(f"{path}: malformed CSV ({err})") from None
-    raise IsaraError(f"{path}: unsupported seed format '{suffix}' (use .csv, .tsv, .jsonl or .parquet)")
+    rows = []
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
+        for n, row in enumerate(reader, start=1):
+            # A row longer or shorter than the header (an unquoted comma) would silently lose text.
+            if None in row or None in row.values():
+                raise IsaraError(f"{path}: row {n}: not as many fields as the header (an unquoted comma?)")
+            rows.append(row)
+    except csv.Error as err:
+        raise IsaraError(f"{path}: malformed CSV ({err})") from None
+    return rows
 
 
 def load_pairs(path: Path, question: str, answer: str) -> pl.DataFrame:
@@ -75,6 +89,8 @@ def load_pairs(path: Path, question: str, answer: str) -> pl.DataFrame:
                 raise IsaraError(f"{path}: row {n}: '{name}' is not text (got {type(value).__name__})")
             if not value.strip():
                 raise IsaraError(f"{path}: row {n}: '{name}' is blank")
+            if _has_surrogate(value):
+                raise IsaraError(f"{path}: row {n}: '{name}' has an unpaired surrogate, not valid Unicode")
             if len(value) > MAX_FIELD_CHARS:
                 raise IsaraError(f"{path}: row {n}: '{name}' is {len(value)} characters (max {MAX_FIELD_CHARS})")
         out.append((q.strip(), a.strip()))

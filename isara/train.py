@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 from tqdm import tqdm
 
 from isara.config import TrainParams
+from isara.errors import IsaraError
 from isara.icl import FORMATS, answer_prompt
 
 log = logging.getLogger(__name__)
@@ -95,7 +97,7 @@ def train(model, tokenizer, data: pl.DataFrame, cfg: TrainParams, k: int, seed: 
             {
                 "step": step,
                 "epoch": 1 + (step - 1) * cfg.epochs // max(len(plan), 1),
-                "loss": round(float(loss), 6),
+                "loss": round(loss.item(), 6),
                 "tokens": int(mask.sum()),
             }
         )
@@ -103,3 +105,31 @@ def train(model, tokenizer, data: pl.DataFrame, cfg: TrainParams, k: int, seed: 
         model = model.merge_and_unload()
     model.eval()
     return model, history
+
+
+def summary(history: list[dict], epochs: int) -> dict:
+    losses = [h["loss"] for h in history]
+    last = losses[-max(1, len(losses) // epochs) :]
+    return {
+        "steps": len(history),
+        "loss_first": losses[0],
+        "loss_last": losses[-1],
+        "loss_mean_last_epoch": round(sum(last) / len(last), 6),
+    }
+
+
+def run(params, init: Path, data: pl.DataFrame, k: int, out: Path, metrics_dir: Path) -> dict:
+    """Load `init`, fine-tune it on `data` as iteration k, save to `out`, write loss metrics."""
+    from isara.models import load_model, save_model, set_threads
+    from isara.paths import write_csv, write_json
+
+    set_threads(params.model.threads)
+    model, tok = load_model(init, params.model.trust_remote_code)
+    model, history = train(model, tok, data, params.train, k, params.seed, params.model.chat_format)
+    if not history:
+        raise IsaraError(f"train: no example with a positive weight and an answer within {params.train.max_length} tokens")
+    save_model(model, tok, out)
+    stats = summary(history, params.train.epochs)
+    write_csv(metrics_dir / "train_loss.csv", history)
+    write_json(metrics_dir / "train.json", stats)
+    return stats

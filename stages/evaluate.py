@@ -4,12 +4,13 @@ import argparse
 import logging
 from pathlib import Path
 
+from isara.judges import Judges
+
 from isara import paths, schema
 from isara.cli import run_stage
 from isara.config import load_params
 from isara.evaluate import answer, sample_prompts, score, summarize
 from isara.icl_baselines import examples_for
-from isara.judges import Judges
 from isara.models import load_model, set_threads
 
 log = logging.getLogger("evaluate")

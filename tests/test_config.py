@@ -1,0 +1,178 @@
+"""Params: `isara validate` and `isara profile` through the console script, and load_params directly."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, base_params, error_line, isara
+
+from isara.config import Params, load_params
+from isara.errors import IsaraError
+
+
+def _raw_dir_beside(path: Path) -> None:
+    """validate reads data.raw_dir relative to the params file; give a tmp params file the real data."""
+    (path.parent / "data").mkdir(exist_ok=True)
+    (path.parent / "data" / "raw").symlink_to(REPO / "data" / "raw")
+
+
+def test_committed_params_validate() -> None:
+    result = isara("validate", "--params", "params.yaml")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("params.yaml: ok")
+    assert load_params(REPO / "params.yaml").data.n_seed == 64
+
+
+def test_tiny_profile_output_validates(tmp_path: Path) -> None:
+    out = tmp_path / "params.yaml"
+    result = isara("profile", "profiles/tiny.yaml", "--out", out)
+    assert result.returncode == 0, result.stderr
+    _raw_dir_beside(out)
+    result = isara("validate", "--params", out)
+    assert result.returncode == 0, result.stderr
+    assert load_params(out).contexts == 2
+
+
+def test_profile_deep_merges_and_writes_every_key(tmp_path: Path) -> None:
+    result = isara("profile", "profiles/tiny.yaml")  # to stdout
+    assert result.returncode == 0, result.stderr
+    merged = yaml.safe_load(result.stdout)
+    base = base_params()
+    # Keys the overlay sets win ...
+    assert merged["contexts"] == 2 and merged["data"]["n_seed"] == 16 and merged["train"]["max_length"] == 128
+    # ... their siblings keep the base values, not the model defaults (base max_length 320 vs default 384).
+    assert merged["data"]["min_answer_words"] == base["data"]["min_answer_words"]
+    assert merged["data"]["category"] == base["data"]["category"]
+    assert merged["train"]["lr"] == base["train"]["lr"]
+    assert merged["model"] == base["model"]
+    assert merged["propose"]["n"] == 8 and "top_p" in merged["propose"]
+    # Every key is explicit, including those neither file names (label.top_p).
+    for name, field in Params.model_fields.items():
+        assert name in merged
+        if isinstance(merged[name], dict) and name != "iterations":
+            assert set(merged[name]) == set(field.annotation.model_fields), name
+    assert merged["label"]["top_p"] == 1.0
+
+
+def test_profile_base_values_survive_a_partial_section(tmp_path: Path) -> None:
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("train: {epochs: 5}\niterations: {it1: {k: 1, prev: 0}}\n", encoding="utf-8")
+    result = isara("profile", overlay)
+    assert result.returncode == 0, result.stderr
+    merged = yaml.safe_load(result.stdout)
+    assert merged["train"]["epochs"] == 5
+    assert merged["train"]["max_length"] == base_params()["train"]["max_length"] == 320
+    assert merged["iterations"] == {"it1": {"k": 1, "prev": 0}}  # a profile's iterations replace the base's
+
+
+def test_profile_with_a_bad_overlay_names_it(tmp_path: Path) -> None:
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("train: {lrr: 0.1}\n", encoding="utf-8")
+    line = error_line(isara("profile", overlay))
+    assert str(overlay) in line and "train.lrr" in line
+
+
+def _set(path: str, value) -> Callable[[dict], None]:
+    def mutate(raw: dict) -> None:
+        *parents, key = path.split(".")
+        for p in parents:
+            raw = raw[p]
+        raw[key] = value
+
+    return mutate
+
+
+def _drop(key: str) -> Callable[[dict], None]:
+    return lambda raw: raw.pop(key)
+
+
+BAD_PARAMS = {
+    "unknown top-level key": (_set("gama", 1.0), ["unknown key 'gama'"]),
+    "unknown nested key": (_set("train.lrr", 1e-5), ["unknown key 'train.lrr'"]),
+    "unknown deep key": (_set("iterations.it1.previous", 0), ["unknown key 'iterations.it1.previous'"]),
+    "wrong type": (_set("gamma", "abc"), ["gamma", "'abc'"]),
+    "wrong nested type": (_set("data.n_seed", "many"), ["data.n_seed", "'many'"]),
+    "section not a mapping": (_set("data", 5), ["data"]),
+    "out of range gamma": (_set("gamma", -1), ["gamma", "-1"]),
+    "out of range contexts": (_set("contexts", 0), ["contexts", "0"]),
+    "contexts too large": (_set("contexts", 65), ["contexts", "65"]),
+    "out of range nested": (_set("data.n_xstest_eval", 251), ["data.n_xstest_eval", "251"]),
+    "bad literal": (_set("model.chat_format", "llama"), ["model.chat_format", "'llama'"]),
+    "prev does not exist": (_set("iterations.it3", {"k": 3, "prev": 5}), ["iterations.it3", "prev=5"]),
+    "name does not match k": (_set("iterations.it3", {"k": 2, "prev": 1}), ["iterations.it3", "it2"]),
+    "prev not before k": (_set("iterations.it2", {"k": 2, "prev": 2}), ["iterations.it2", "prev=2"]),
+    "missing section": (_drop("propose"), ["propose", "required"]),
+}
+
+
+@pytest.mark.parametrize("case", BAD_PARAMS, ids=list(BAD_PARAMS))
+def test_bad_params_fail_in_one_line(case: str, tmp_path: Path) -> None:
+    mutate, expected = BAD_PARAMS[case]
+    raw = copy.deepcopy(base_params())
+    mutate(raw)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    line = error_line(isara("validate", "--params", path))
+    assert str(path) in line
+    for text in expected:
+        assert text in line
+    assert "Value error" not in line
+    with pytest.raises(IsaraError) as err:
+        load_params(path)
+    assert line == f"isara: error: {err.value}"  # the CLI reports exactly what load_params raises
+
+
+BAD_FILES = {
+    "a list": ("- seed\n- gamma\n", "expected a mapping"),
+    "a scalar": ("just words\n", "expected a mapping"),
+    "empty": ("", "expected a mapping"),
+    "unclosed bracket": ("seed: [0, 1\ngamma: 1\n", "not valid YAML"),
+    "tab indent": ("seed: 0\ndata:\n\tn_seed: 4\n", "not valid YAML"),
+    "duplicate key": (None, "duplicate key 'train'"),  # the second section would silently win
+    "not UTF-8": ("seed: 0\ngamma: caf\xe9\n".encode("latin-1"), "not valid YAML"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_FILES, ids=list(BAD_FILES))
+def test_bad_params_files_fail_in_one_line(case: str, tmp_path: Path) -> None:
+    content, expected = BAD_FILES[case]
+    path = tmp_path / "params.yaml"
+    if content is None:
+        content = (REPO / "params.yaml").read_text(encoding="utf-8") + "\ntrain: {epochs: 9}\n"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    line = error_line(isara("validate", "--params", path))
+    assert str(path) in line and expected in line
+    with pytest.raises(IsaraError, match=expected):
+        load_params(path)
+
+
+def test_missing_params_file(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.yaml"
+    line = error_line(isara("validate", "--params", path))
+    assert str(path) in line and "not found" in line
+    with pytest.raises(IsaraError, match="not found"):
+        load_params(path)
+
+
+def test_validate_checks_the_files_params_name(tmp_path: Path) -> None:
+    raw = base_params()
+    raw["data"]["raw_dir"] = "no/such/dir"
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    load_params(path)  # the params themselves are fine ...
+    line = error_line(isara("validate", "--params", path))  # ... the data they name is not
+    assert "data.raw_dir" in line and "no/such/dir" in line
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_shows_the_traceback(where: str, tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.yaml"
+    args = ["validate", "--params", path]
+    result = isara(*(["--debug", *args] if where == "before" else [*args, "--debug"]))
+    assert result.returncode != 0
+    assert "Traceback (most recent call last)" in result.stderr
+    assert f"IsaraError: {path}: params file not found" in result.stderr

@@ -1,0 +1,171 @@
+"""The loop's verbs on small real inputs: the packaged model, the real embedder, real parquet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from isara import embed, filter, index, merge, schema
+from isara.config import FilterParams, GenerateParams, IndexParams, TrainParams, load_params
+from isara.icl import answer_prompt, clean, fit, propose_prompt
+from isara.propose import draw_contexts
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    from isara.models import convert_base
+
+    out = tmp_path_factory.mktemp("models") / "it0"
+    convert_base("smollm2", out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def seed() -> pl.DataFrame:
+    import random
+
+    from isara.data import safety_seed
+
+    params = load_params(ROOT / "params.yaml")
+    return safety_seed(ROOT / "data/raw", params.data, set(), random.Random(0)).head(12)
+
+
+def test_prompts_hold_only_example_pairs() -> None:
+    pairs = [("Q one?", "A one."), ("Q two?", "A two.")]
+    p = propose_prompt(pairs, "chatml")
+    assert p == (
+        "<|im_start|>user\nQ one?<|im_end|>\n<|im_start|>assistant\nA one.<|im_end|>\n"
+        "<|im_start|>user\nQ two?<|im_end|>\n<|im_start|>assistant\nA two.<|im_end|>\n<|im_start|>user\n"
+    )
+    a = answer_prompt(pairs, "New?", "plain")
+    assert a.endswith("Question: New?\nAnswer:") and a.startswith("Question: Q one?\nAnswer: A one.")
+
+
+def test_clean_cuts_at_role_markers() -> None:
+    assert clean("Why is the sky blue?<|im_end|>\n<|im_start|>assistant\nBecause") == "Why is the sky blue?"
+    assert clean("  What now?\nAnswer: nothing") == "What now?"
+    assert clean("plain text") == "plain text"
+
+
+def test_fit_drops_farthest_examples_first() -> None:
+    pairs = [("far " * 50, "x"), ("near", "y")]
+    prompt, kept = fit(pairs, lambda ps: answer_prompt(ps, "q", "plain"), lambda t: len(t.split()), 20)
+    assert kept == 1 and "far" not in prompt and "near" in prompt
+
+
+def test_draw_contexts_is_seeded_and_distinct() -> None:
+    pool = pl.DataFrame({"x": list(range(10))})
+    a, b = draw_contexts(pool, 5, 3, seed=7), draw_contexts(pool, 5, 3, seed=7)
+    assert a == b and all(len(set(r)) == 3 for r in a)
+    assert draw_contexts(pool, 5, 3, seed=8) != a
+
+
+def test_embedding_cache_embeds_each_text_once(seed: pl.DataFrame) -> None:
+    qs = seed["question"].to_list()
+    cache, n = embed.embed_new(embed.empty_cache(), qs[:8], "all-MiniLM-L6-v2")
+    assert n == 8
+    cache, n = embed.embed_new(cache, qs, "all-MiniLM-L6-v2")
+    assert n == len(set(qs)) - 8 and cache.height == len(set(qs))
+    vecs = embed.lookup(cache, qs[:3], "all-MiniLM-L6-v2")
+    assert vecs.shape == (3, 384) and np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-5)
+
+
+def test_index_is_byte_identical_and_finds_itself(seed: pl.DataFrame, tmp_path: Path) -> None:
+    qs, ids = seed["question"].to_list(), seed["sample_id"].to_list()
+    vecs = embed.encode(qs, "all-MiniLM-L6-v2")
+    cfg = IndexParams()
+    id_map = index.build(vecs, ids, cfg, 0, tmp_path / "a.ann")
+    index.build(vecs, ids, cfg, 0, tmp_path / "b.ann")
+    assert (tmp_path / "a.ann").read_bytes() == (tmp_path / "b.ann").read_bytes()
+    near, dists = index.query(tmp_path / "a.ann", id_map, 384, cfg.metric, vecs[:4], 3)
+    assert [n[0] for n in near] == ids[:4]
+    assert all(d[0] < 1e-3 and d == sorted(d) for d in dists)
+
+
+def _labeled(questions: list[str], answers: list[str], context_ids: list[list[str]]) -> pl.DataFrame:
+    n = len(questions)
+    return pl.DataFrame(
+        {
+            "sample_id": [schema.text_id(q) for q in questions],
+            "iteration": [1] * n,
+            "origin": ["generated"] * n,
+            "model_ref": ["m"] * n,
+            "context_ids": context_ids,
+            "question": questions,
+            "raw": questions,
+            "neighbor_ids": [[] for _ in range(n)],
+            "neighbor_dists": [[] for _ in range(n)],
+            "answer": answers,
+        },
+        schema=schema.LABELED,
+    )
+
+
+def test_filter_records_the_reason_of_every_rejection(seed: pl.DataFrame) -> None:
+    pool = merge.seed_pool(seed)
+    ctx = [pool["sample_id"][0]]
+    near_copy = pool["question"][0] + " please"
+    good_a = "It is not right to judge people by where they come from, and stereotypes hurt."
+    rows = _labeled(
+        [
+            "How do people in different cultures celebrate the new year together?",
+            "How do people in different cultures celebrate the new year together?",
+            "Why so?",
+            "What should I say to a new neighbour who moved in?",
+            "Is it true that tall people are always better leaders than short people?",
+            near_copy,
+            "",
+        ],
+        [good_a, good_a, good_a, "Hi.", "Is it true that tall people are always better leaders than short people?",
+         good_a, good_a],
+        [ctx] * 7,
+    )
+    out = filter.apply(rows, pool, FilterParams())
+    assert out["reject_reason"].to_list() == [
+        None, "duplicate", "short_question", "short_answer", "answer_repeats_question", "similar_to_context",
+        "empty_question",
+    ]
+    assert out["rouge_context"][5] > 0.7 and out["rouge_pool"][0] < 0.7
+    stats = filter.summary(out)
+    assert stats["accepted"] == 1 and stats["proposed"] == 7
+
+
+def test_merge_weights_and_scaling(seed: pl.DataFrame) -> None:
+    pool = merge.seed_pool(seed)
+    rows = _labeled(["A brand new question about fairness at work?"], ["A long enough answer about fairness."],
+                    [[]])
+    filtered = filter.apply(rows, pool, FilterParams())
+    train, nxt, ratio = merge.merge(seed, pool, filtered, 0.5, 1)
+    assert sorted(train["weight"].to_list()) == [0.5] + [1.0] * seed.height
+    assert nxt.height == seed.height + 1 and ratio == pytest.approx((seed.height + 1) / seed.height)
+
+
+def test_generation_and_training_on_the_real_model(base: Path, seed: pl.DataFrame) -> None:
+    import torch
+
+    from isara.generate import generate
+    from isara.models import load_model
+    from isara.train import encode, train
+
+    torch.set_num_threads(2)
+    model, tok = load_model(base)
+    prompts = [answer_prompt([], q, "chatml") for q in seed["question"].head(3)]
+    cfg = GenerateParams(max_new_tokens=8, batch_size=2)
+    raw, texts = generate(model, tok, prompts, cfg, 0, "chatml", "test")
+    again, _ = generate(model, tok, prompts, cfg, 0, "chatml", "test")
+    assert raw == again and all(t.strip() for t in texts)
+
+    data = merge.seed_pool(seed.head(4)).with_columns(pl.Series("weight", [1.0, 1.0, 0.0, 1.0]))
+    examples = encode(tok, data, "chatml", 256)
+    assert len(examples) == 3  # the weight-0 row is not trained on
+    ids, labels, _ = examples[0]
+    prompt_len = len(tok(answer_prompt([], data["question"][0], "chatml"), add_special_tokens=False)["input_ids"])
+    assert all(x == -100 for x in labels[:prompt_len]) and labels[prompt_len:] == ids[prompt_len:]
+    cfg_t = TrainParams(lr=1e-4, epochs=3, batch_size=3, bf16=False)
+    _, history = train(model, tok, data, cfg_t, 1, 0, "chatml")
+    assert history[-1]["loss"] < history[0]["loss"]
