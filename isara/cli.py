@@ -32,11 +32,12 @@ def run_stage(main: Callable[[], None]) -> None:
         sys.exit(1)
 
 
-def iteration_arg(description: str) -> int:
+def run_arg(description: str) -> str:
+    """The run a stage works on: an iteration (it1, it2, ...) or the one-shot baseline."""
     ap = argparse.ArgumentParser(description=description)
-    ap.add_argument("--iteration", type=int, required=True)
+    ap.add_argument("--run", required=True, help="a key of params.yaml: iterations, e.g. it1")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
-    return ap.parse_args().iteration
+    return ap.parse_args().run
 
 
 def _validate(args: argparse.Namespace) -> None:
@@ -74,6 +75,17 @@ def _report(args: argparse.Namespace) -> None:
     print(f"wrote {render(Path(args.metrics), Path(args.eval_dir), Path(args.out))}")
 
 
+def _check_metrics(args: argparse.Namespace) -> None:
+    from isara.gate import check, table
+
+    ok, rows = check(Path(args.current), Path(args.baseline), Path(args.thresholds))
+    print(table(rows))
+    if not ok:
+        bad = [r["metric"] for r in rows if r["status"] != "ok"]
+        print(f"isara: error: {len(bad)} metric(s) regressed or missing: {', '.join(bad)}", file=sys.stderr)
+        sys.exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="isara", description=__doc__)
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -99,6 +111,11 @@ def main(argv: list[str] | None = None) -> None:
     rep.add_argument("--eval-dir", default="data/eval")
     rep.add_argument("--out", default="report")
     rep.set_defaults(func=_report)
+    gate = sub.add_parser("check-metrics", help="fail when metrics regress against a baseline")
+    gate.add_argument("--current", default="metrics/summary.json")
+    gate.add_argument("--baseline", required=True, help="committed metrics to compare with")
+    gate.add_argument("--thresholds", default="metrics/thresholds.yaml")
+    gate.set_defaults(func=_check_metrics)
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv  # accepted after the subcommand too, as by every stage
     args = ap.parse_args([a for a in argv if a != "--debug"])

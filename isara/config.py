@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -16,8 +17,9 @@ class Section(BaseModel):
 
 
 class Iteration(Section):
-    k: int = Field(ge=1)
-    prev: int = Field(ge=0)
+    k: int = Field(ge=1)  # position in the loop: sets the seed and the learning-rate halving
+    prev: int = Field(ge=0)  # the iteration whose model and pool this one starts from (0 = base model, seed)
+    scale: int = Field(1, ge=1)  # proposals = propose.n x scale; the one-shot baseline proposes K x n at once
 
 
 class DataParams(Section):
@@ -108,11 +110,13 @@ class Params(Section):
 
     @model_validator(mode="after")
     def _check_iterations(self) -> Params:
-        ks = {it.k for it in self.iterations.values()}
+        loop = {name for name in self.iterations if re.fullmatch(r"it\d+", name)}
         for name, it in self.iterations.items():
-            if name != f"it{it.k}":
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                raise ValueError(f"iterations.{name}: names are lower-case letters, digits and _")
+            if name in loop and name != f"it{it.k}":
                 raise ValueError(f"iterations.{name}: name must be it{it.k} to match k={it.k}")
-            if it.prev != 0 and it.prev not in ks:
+            if it.prev != 0 and f"it{it.prev}" not in loop:
                 raise ValueError(f"iterations.{name}: prev={it.prev} is not an iteration")
             if it.prev >= it.k:
                 raise ValueError(f"iterations.{name}: prev={it.prev} must be smaller than k={it.k}")

@@ -87,7 +87,9 @@ def safety_eval(raw: Path, p: DataParams, rng: random.Random) -> tuple[pl.DataFr
     if not rows:
         raise IsaraError(f"data.category: no BeaverTails test prompt has category '{p.category}'")
     for r in _csv(_need(raw / "beavertails_evaluation/BeaverTails-Evaluation.csv")):
-        rows.append({"prompt": r["prompt"], "suite": "beavertails_eval", "category": r["category"], "expect": "harmful"})
+        rows.append(
+            {"prompt": r["prompt"], "suite": "beavertails_eval", "category": r["category"], "expect": "harmful"}
+        )
     xs = _csv(_need(raw / "xstest/xstest_prompts.csv"))
     safe = [r for r in xs if r["label"] == "safe"]
     rng.shuffle(safe)
@@ -101,8 +103,7 @@ def safety_eval(raw: Path, p: DataParams, rng: random.Random) -> tuple[pl.DataFr
             "prompt": [r["prompt"] for r in xs],
             "label": [r["label"] for r in xs],
             "split": [
-                "eval" if r["id"] in eval_ids else "judge_test" if r["id"] in judge_test else "judge_train"
-                for r in xs
+                "eval" if r["id"] in eval_ids else "judge_test" if r["id"] in judge_test else "judge_train" for r in xs
             ],
         }
     )

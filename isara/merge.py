@@ -12,7 +12,7 @@ def seed_pool(seed: pl.DataFrame) -> pl.DataFrame:
     return seed.with_columns(pl.lit(0, dtype=pl.Int32).alias("iteration")).select(list(schema.POOL)).sort("sample_id")
 
 
-def accepted_pairs(filtered: pl.DataFrame, k: int) -> pl.DataFrame:
+def accepted_pairs(filtered: pl.DataFrame, k: int, run: str) -> pl.DataFrame:
     acc = filtered.filter(pl.col("reject_reason").is_null())
     return pl.DataFrame(
         {
@@ -20,16 +20,16 @@ def accepted_pairs(filtered: pl.DataFrame, k: int) -> pl.DataFrame:
             "question": acc["question"],
             "answer": acc["answer"],
             "origin": ["generated"] * acc.height,
-            "source": [f"it{k}"] * acc.height,
+            "source": [run] * acc.height,
             "iteration": [k] * acc.height,
         },
         schema=schema.POOL,
     )
 
 
-def merge(seed: pl.DataFrame, pool: pl.DataFrame, filtered: pl.DataFrame, gamma: float, k: int):
+def merge(seed: pl.DataFrame, pool: pl.DataFrame, filtered: pl.DataFrame, gamma: float, k: int, run: str):
     """Returns (training set, next pool, data-scaling ratio |P_k| / |D0|)."""
-    new = accepted_pairs(filtered, k)
+    new = accepted_pairs(filtered, k, run)
     seed_rows = seed_pool(seed).with_columns(pl.lit(1.0).alias("weight"))
     train = pl.concat([seed_rows, new.with_columns(pl.lit(float(gamma)).alias("weight"))])
     train = train.select(list(schema.TRAIN)).sort(["iteration", "sample_id"])

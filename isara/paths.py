@@ -6,28 +6,28 @@ import json
 import os
 from pathlib import Path
 
-from isara.config import Params
+from isara.config import Iteration, Params
 from isara.errors import IsaraError
 
 
-def data(k: int) -> Path:
-    return Path(f"data/it{k}")
+def data(run: str) -> Path:
+    return Path(f"data/{run}")
 
 
-def model(k: int) -> Path:
-    return Path(f"models/it{k}")
+def model(run: str) -> Path:
+    return Path(f"models/{run}")
 
 
-def metrics(k: int) -> Path:
-    return Path(f"metrics/it{k}")
+def metrics(run: str) -> Path:
+    return Path(f"metrics/{run}")
 
 
-def prev_of(params: Params, k: int) -> int:
-    """The predecessor of iteration k, as params.yaml declares it."""
-    it = params.iterations.get(f"it{k}")
+def spec(params: Params, run: str) -> tuple[Iteration, str]:
+    """An iteration's params and the name of the run it starts from (it0 = base model and seed)."""
+    it = params.iterations.get(run)
     if it is None:
-        raise IsaraError(f"--iteration {k}: params.yaml has no iterations.it{k}")
-    return it.prev
+        raise IsaraError(f"--run {run}: params.yaml has no iterations.{run}")
+    return it, f"it{it.prev}"
 
 
 def write_json(path: Path, obj: dict) -> None:

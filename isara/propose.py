@@ -18,13 +18,13 @@ def draw_contexts(pool: pl.DataFrame, n: int, contexts: int, seed: int) -> list[
     return [sorted(rng.choice(pool.height, size=c, replace=False).tolist()) for _ in range(n)]
 
 
-def propose(model, tokenizer, pool: pl.DataFrame, params: Params, k: int, ref: str) -> pl.DataFrame:
+def propose(model, tokenizer, pool: pl.DataFrame, params: Params, k: int, n: int, ref: str) -> pl.DataFrame:
     cfg, fmt = params.propose, params.model.chat_format
     pool = pool.sort("sample_id")
     questions, answers, ids = pool["question"].to_list(), pool["answer"].to_list(), pool["sample_id"].to_list()
     count = token_counter(tokenizer)
     prompts, context_ids = [], []
-    for rows in draw_contexts(pool, cfg.n, params.contexts, params.seed + k):
+    for rows in draw_contexts(pool, n, params.contexts, params.seed + k):
         pairs = [(questions[r], answers[r]) for r in rows]
         prompt, kept = fit(pairs, lambda ps: propose_prompt(ps, fmt), count, cfg.max_prompt_tokens)
         prompts.append(prompt)

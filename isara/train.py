@@ -118,7 +118,7 @@ def summary(history: list[dict], epochs: int) -> dict:
     }
 
 
-def run(params, init: Path, data: pl.DataFrame, k: int, out: Path, metrics_dir: Path) -> dict:
+def fit(params, init: Path, data: pl.DataFrame, k: int, out: Path, metrics_dir: Path) -> dict:
     """Load `init`, fine-tune it on `data` as iteration k, save to `out`, write loss metrics."""
     from isara.models import load_model, save_model, set_threads
     from isara.paths import write_csv, write_json

@@ -1,24 +1,24 @@
-"""Stage embed@it<k>: embed the new questions; cached texts are not embedded again."""
+"""Stage embed@<run>: embed the new questions; cached texts are not embedded again."""
 
 import logging
 
 from isara import embed, paths, schema
-from isara.cli import iteration_arg, run_stage
+from isara.cli import run_arg, run_stage
 from isara.config import load_params
 
 log = logging.getLogger("embed")
 
 
 def main() -> None:
-    k = iteration_arg(__doc__)
+    run = run_arg(__doc__)
     params = load_params()
-    prev = paths.prev_of(params, k)
+    it, prev = paths.spec(params, run)
     cache = schema.read(paths.data(prev) / "embeddings.parquet", schema.EMBEDDINGS)
     pool = schema.read(paths.data(prev) / "pool.parquet", schema.POOL)
-    proposed = schema.read(paths.data(k) / "proposed.parquet", schema.PROPOSED)
+    proposed = schema.read(paths.data(run) / "proposed.parquet", schema.PROPOSED)
     texts = pool["question"].to_list() + proposed["question"].to_list()
     cache, n_new = embed.embed_new(cache, texts, params.model.embedder)
-    schema.write(cache, paths.data(k) / "embeddings.parquet", schema.EMBEDDINGS)
+    schema.write(cache, paths.data(run) / "embeddings.parquet", schema.EMBEDDINGS)
     log.info("embedded %d new questions; cache now %d rows", n_new, cache.height)
 
 

@@ -1,25 +1,25 @@
-"""Stage filter@it<k>: novelty, length and duplicate checks; rejected rows keep their reason."""
+"""Stage filter@<run>: novelty, length and duplicate checks; rejected rows keep their reason."""
 
 import logging
 
 from isara import filter as filt
 from isara import paths, schema
-from isara.cli import iteration_arg, run_stage
+from isara.cli import run_arg, run_stage
 from isara.config import load_params
 
 log = logging.getLogger("filter")
 
 
 def main() -> None:
-    k = iteration_arg(__doc__)
+    run = run_arg(__doc__)
     params = load_params()
-    prev = paths.prev_of(params, k)
+    it, prev = paths.spec(params, run)
     pool = schema.read(paths.data(prev) / "pool.parquet", schema.POOL)
-    labeled = schema.read(paths.data(k) / "labeled.parquet", schema.LABELED)
+    labeled = schema.read(paths.data(run) / "labeled.parquet", schema.LABELED)
     out = filt.apply(labeled, pool, params.filter)
-    schema.write(out, paths.data(k) / "filtered.parquet", schema.FILTERED)
+    schema.write(out, paths.data(run) / "filtered.parquet", schema.FILTERED)
     stats = filt.summary(out)
-    paths.write_json(paths.metrics(k) / "filter.json", stats)
+    paths.write_json(paths.metrics(run) / "filter.json", stats)
     log.info("accepted %d of %d proposed pairs", stats["accepted"], stats["proposed"])
 
 

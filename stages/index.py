@@ -1,23 +1,23 @@
-"""Stage index@it<k>: Annoy index over the embeddings of the pool P(k-1)."""
+"""Stage index@<run>: Annoy index over the embeddings of the pool P(k-1)."""
 
 import logging
 
 from isara import embed, index, paths, schema
-from isara.cli import iteration_arg, run_stage
+from isara.cli import run_arg, run_stage
 from isara.config import load_params
 
 log = logging.getLogger("index")
 
 
 def main() -> None:
-    k = iteration_arg(__doc__)
+    run = run_arg(__doc__)
     params = load_params()
-    prev = paths.prev_of(params, k)
+    it, prev = paths.spec(params, run)
     pool = schema.read(paths.data(prev) / "pool.parquet", schema.POOL).sort("sample_id")
-    cache = schema.read(paths.data(k) / "embeddings.parquet", schema.EMBEDDINGS)
+    cache = schema.read(paths.data(run) / "embeddings.parquet", schema.EMBEDDINGS)
     vectors = embed.lookup(cache, pool["question"].to_list(), params.model.embedder)
-    ids = index.build(vectors, pool["sample_id"].to_list(), params.index, params.seed, paths.data(k) / "index.ann")
-    schema.write(ids, paths.data(k) / "index_ids.parquet", schema.INDEX_IDS)
+    ids = index.build(vectors, pool["sample_id"].to_list(), params.index, params.seed, paths.data(run) / "index.ann")
+    schema.write(ids, paths.data(run) / "index_ids.parquet", schema.INDEX_IDS)
     log.info("indexed %d pool questions (%s, %d trees)", pool.height, params.index.metric, params.index.n_trees)
 
 

@@ -17,9 +17,9 @@ def main() -> None:
     check_seed(seed, params, params.data.seed_file)
     pool = seed_pool(seed)
     cache, _ = embed.embed_new(embed.empty_cache(), pool["question"].to_list(), params.model.embedder)
-    schema.write(pool, paths.data(0) / "pool.parquet", schema.POOL)
-    schema.write(cache, paths.data(0) / "embeddings.parquet", schema.EMBEDDINGS)
-    log.info("read %s (%d pairs); wrote %s", params.data.seed_file, seed.height, paths.data(0))
+    schema.write(pool, paths.data("it0") / "pool.parquet", schema.POOL)
+    schema.write(cache, paths.data("it0") / "embeddings.parquet", schema.EMBEDDINGS)
+    log.info("read %s (%d pairs); wrote %s", params.data.seed_file, seed.height, paths.data("it0"))
 
 
 if __name__ == "__main__":

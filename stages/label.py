@@ -1,9 +1,9 @@
-"""Stage label@it<k>: answer each new question with its nearest pool pairs as context."""
+"""Stage label@<run>: answer each new question with its nearest pool pairs as context."""
 
 import logging
 
 from isara import embed, index, paths, schema
-from isara.cli import iteration_arg, run_stage
+from isara.cli import run_arg, run_stage
 from isara.config import load_params
 from isara.label import label
 from isara.models import load_model, set_threads
@@ -12,21 +12,21 @@ log = logging.getLogger("label")
 
 
 def main() -> None:
-    k = iteration_arg(__doc__)
+    run = run_arg(__doc__)
     params = load_params()
-    prev = paths.prev_of(params, k)
+    it, prev = paths.spec(params, run)
     pool = schema.read(paths.data(prev) / "pool.parquet", schema.POOL)
-    proposed = schema.read(paths.data(k) / "proposed.parquet", schema.PROPOSED)
-    cache = schema.read(paths.data(k) / "embeddings.parquet", schema.EMBEDDINGS)
-    ids = schema.read(paths.data(k) / "index_ids.parquet", schema.INDEX_IDS)
+    proposed = schema.read(paths.data(run) / "proposed.parquet", schema.PROPOSED)
+    cache = schema.read(paths.data(run) / "embeddings.parquet", schema.EMBEDDINGS)
+    ids = schema.read(paths.data(run) / "index_ids.parquet", schema.INDEX_IDS)
     vectors = embed.lookup(cache, proposed["question"].to_list(), params.model.embedder)
     neighbors, dists = index.query(
-        paths.data(k) / "index.ann", ids, vectors.shape[1], params.index.metric, vectors, params.contexts
+        paths.data(run) / "index.ann", ids, vectors.shape[1], params.index.metric, vectors, params.contexts
     )
     set_threads(params.model.threads)
     model, tok = load_model(paths.model(prev), params.model.trust_remote_code)
-    out = label(model, tok, proposed, pool, neighbors, dists, params, k)
-    schema.write(out, paths.data(k) / "labeled.parquet", schema.LABELED)
+    out = label(model, tok, proposed, pool, neighbors, dists, params, it.k)
+    schema.write(out, paths.data(run) / "labeled.parquet", schema.LABELED)
     log.info("labelled %d questions with %d neighbours each", out.height, params.contexts)
 
 

@@ -1,9 +1,9 @@
-"""Stage propose@it<k>: M(k-1) writes new questions from random pool examples."""
+"""Stage propose@<run>: M(k-1) writes new questions from random pool examples."""
 
 import logging
 
 from isara import paths, schema
-from isara.cli import iteration_arg, run_stage
+from isara.cli import run_arg, run_stage
 from isara.config import load_params
 from isara.models import load_model, model_ref, set_threads
 from isara.propose import propose
@@ -12,15 +12,15 @@ log = logging.getLogger("propose")
 
 
 def main() -> None:
-    k = iteration_arg(__doc__)
+    run = run_arg(__doc__)
     params = load_params()
-    prev = paths.prev_of(params, k)
+    it, prev = paths.spec(params, run)
     pool = schema.read(paths.data(prev) / "pool.parquet", schema.POOL)
     set_threads(params.model.threads)
     model, tok = load_model(paths.model(prev), params.model.trust_remote_code)
-    out = propose(model, tok, pool, params, k, model_ref(paths.model(prev)))
-    schema.write(out, paths.data(k) / "proposed.parquet", schema.PROPOSED)
-    log.info("read pool it%d (%d pairs); wrote %d questions to %s", prev, pool.height, out.height, paths.data(k))
+    out = propose(model, tok, pool, params, it.k, params.propose.n * it.scale, model_ref(paths.model(prev)))
+    schema.write(out, paths.data(run) / "proposed.parquet", schema.PROPOSED)
+    log.info("read pool %s (%d pairs); wrote %d questions to %s", prev, pool.height, out.height, paths.data(run))
 
 
 if __name__ == "__main__":

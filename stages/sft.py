@@ -9,7 +9,7 @@ from isara import paths, schema
 from isara.cli import run_stage
 from isara.config import load_params
 from isara.merge import seed_pool
-from isara.train import run
+from isara.train import fit
 
 log = logging.getLogger("sft")
 
@@ -18,7 +18,7 @@ def main() -> None:
     params = load_params()
     seed = schema.read(params.data.seed_file, schema.SEED)
     data = seed_pool(seed).with_columns(pl.lit(1.0).alias("weight"))
-    stats = run(params, paths.model(0), data, 1, Path("models/sft"), Path("metrics/sft"))
+    stats = fit(params, paths.model("it0"), data, 1, Path("models/sft"), Path("metrics/sft"))
     log.info("SFT on %d seed pairs: %d steps, loss %.3f -> %.3f", seed.height, stats["steps"],
              stats["loss_first"], stats["loss_last"])
 

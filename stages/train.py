@@ -1,22 +1,22 @@
-"""Stage train@it<k>: fine-tune M(k-1) on the merged set into M(k) (safetensors)."""
+"""Stage train@<run>: fine-tune M(k-1) on the merged set into M(k) (safetensors)."""
 
 import logging
 
 from isara import paths, schema
-from isara.cli import iteration_arg, run_stage
+from isara.cli import run_arg, run_stage
 from isara.config import load_params
-from isara.train import run
+from isara.train import fit
 
 log = logging.getLogger("train")
 
 
 def main() -> None:
-    k = iteration_arg(__doc__)
+    run = run_arg(__doc__)
     params = load_params()
-    prev = paths.prev_of(params, k)
-    data = schema.read(paths.data(k) / "train.parquet", schema.TRAIN)
-    stats = run(params, paths.model(prev), data, k, paths.model(k), paths.metrics(k))
-    log.info("trained it%d from it%d: %d steps, loss %.3f -> %.3f", k, prev, stats["steps"],
+    it, prev = paths.spec(params, run)
+    data = schema.read(paths.data(run) / "train.parquet", schema.TRAIN)
+    stats = fit(params, paths.model(prev), data, it.k, paths.model(run), paths.metrics(run))
+    log.info("trained %s from %s: %d steps, loss %.3f -> %.3f", run, prev, stats["steps"],
              stats["loss_first"], stats["loss_last"])
 
 

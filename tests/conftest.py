@@ -16,9 +16,7 @@ ISARA = REPO / ".venv" / "bin" / "isara"
 def isara(*args: str | Path, cwd: Path = REPO) -> subprocess.CompletedProcess:
     """Run the installed console script, offline, as a user would."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(
-        [str(ISARA), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
-    )
+    return subprocess.run([str(ISARA), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
 
 
 def error_line(result: subprocess.CompletedProcess) -> str:
@@ -35,12 +33,12 @@ def base_params() -> dict:
     return yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
 
 
-@pytest.fixture
-def seed_params(tmp_path: Path) -> Path:
+@pytest.fixture(scope="session")
+def seed_params(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The committed params with the two seed limits pinned, so seed tests do not drift with params.yaml."""
     raw = base_params()
     raw["contexts"] = 4
     raw["data"]["max_seed_rows"] = 50
-    path = tmp_path / "params.yaml"
+    path = tmp_path_factory.mktemp("params") / "params.yaml"
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
     return path

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, base_params, error_line, isara
 
 from isara.config import Params, load_params
 from isara.errors import IsaraError
+from tests.conftest import REPO, base_params, error_line, isara
 
 
 def _raw_dir_beside(path: Path) -> None:
@@ -23,8 +24,10 @@ def _raw_dir_beside(path: Path) -> None:
 def test_committed_params_validate() -> None:
     result = isara("validate", "--params", "params.yaml")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().endswith("params.yaml: ok")
-    assert load_params(REPO / "params.yaml").data.n_seed == 64
+    assert result.stdout.strip() == "params.yaml: ok"
+    raw = base_params()
+    params = load_params(REPO / "params.yaml")
+    assert params.contexts == raw["contexts"] and set(params.iterations) == set(raw["iterations"])
 
 
 def test_tiny_profile_output_validates(tmp_path: Path) -> None:
@@ -34,39 +37,53 @@ def test_tiny_profile_output_validates(tmp_path: Path) -> None:
     _raw_dir_beside(out)
     result = isara("validate", "--params", out)
     assert result.returncode == 0, result.stderr
-    assert load_params(out).contexts == 2
+    tiny = yaml.safe_load((REPO / "profiles/tiny.yaml").read_text(encoding="utf-8"))
+    assert load_params(out).contexts == tiny["contexts"]
 
 
-def test_profile_deep_merges_and_writes_every_key(tmp_path: Path) -> None:
+def _assert_merged(merged: dict, base: dict, over: dict, where: str = "") -> None:
+    """Each key: the overlay's value where it sets one, else the base's; sections merge key by key."""
+    for key, value in merged.items():
+        name = f"{where}{key}"
+        if isinstance(value, dict) and isinstance(over.get(key), dict):
+            if name == "iterations":  # a profile's iterations replace the base's whole
+                assert set(value) == set(over[key])
+                _assert_merged(value, {}, over[key], "iterations.")
+            else:
+                _assert_merged(value, base.get(key, {}), over[key], f"{name}.")
+        elif key in over:
+            assert value == over[key], name
+        elif key in base:
+            assert value == base[key], name
+
+
+def test_profile_deep_merges_and_writes_every_key() -> None:
     result = isara("profile", "profiles/tiny.yaml")  # to stdout
     assert result.returncode == 0, result.stderr
     merged = yaml.safe_load(result.stdout)
-    base = base_params()
-    # Keys the overlay sets win ...
-    assert merged["contexts"] == 2 and merged["data"]["n_seed"] == 16 and merged["train"]["max_length"] == 128
-    # ... their siblings keep the base values, not the model defaults (base max_length 320 vs default 384).
-    assert merged["data"]["min_answer_words"] == base["data"]["min_answer_words"]
-    assert merged["data"]["category"] == base["data"]["category"]
-    assert merged["train"]["lr"] == base["train"]["lr"]
-    assert merged["model"] == base["model"]
-    assert merged["propose"]["n"] == 8 and "top_p" in merged["propose"]
-    # Every key is explicit, including those neither file names (label.top_p).
+    tiny = yaml.safe_load((REPO / "profiles/tiny.yaml").read_text(encoding="utf-8"))
+    _assert_merged(merged, base_params(), tiny)
+    # Every key is explicit, including those neither file names (e.g. label.top_p).
+    assert set(merged) == set(Params.model_fields)
     for name, field in Params.model_fields.items():
-        assert name in merged
-        if isinstance(merged[name], dict) and name != "iterations":
+        if name != "iterations" and isinstance(merged[name], dict):
             assert set(merged[name]) == set(field.annotation.model_fields), name
     assert merged["label"]["top_p"] == 1.0
 
 
-def test_profile_base_values_survive_a_partial_section(tmp_path: Path) -> None:
-    overlay = tmp_path / "overlay.yaml"
+def test_profile_keeps_base_values_not_defaults(tmp_path: Path) -> None:
+    base = base_params()
+    base["train"]["max_length"] = 333  # the model default is 384
+    base_file, overlay = tmp_path / "base.yaml", tmp_path / "overlay.yaml"
+    base_file.write_text(yaml.safe_dump(base), encoding="utf-8")
     overlay.write_text("train: {epochs: 5}\niterations: {it1: {k: 1, prev: 0}}\n", encoding="utf-8")
-    result = isara("profile", overlay)
+    result = isara("profile", overlay, "--base", base_file)
     assert result.returncode == 0, result.stderr
     merged = yaml.safe_load(result.stdout)
-    assert merged["train"]["epochs"] == 5
-    assert merged["train"]["max_length"] == base_params()["train"]["max_length"] == 320
-    assert merged["iterations"] == {"it1": {"k": 1, "prev": 0}}  # a profile's iterations replace the base's
+    assert merged["train"]["epochs"] == 5 and merged["train"]["max_length"] == 333
+    assert merged["train"]["lr"] == base["train"]["lr"]
+    assert list(merged["iterations"]) == ["it1"]  # a profile's iterations replace the base's
+    assert merged["iterations"]["it1"]["k"] == 1 and merged["iterations"]["it1"]["prev"] == 0
 
 
 def test_profile_with_a_bad_overlay_names_it(tmp_path: Path) -> None:
@@ -109,14 +126,26 @@ BAD_PARAMS = {
 }
 
 
+@pytest.fixture(scope="module")
+def bad_params_runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """`isara validate` on every BAD_PARAMS file, run side by side (each process mostly waits on imports)."""
+
+    def run(case: str):
+        raw = copy.deepcopy(base_params())
+        BAD_PARAMS[case][0](raw)
+        path = tmp_path_factory.mktemp("bad_params") / "params.yaml"
+        path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+        return case, (path, isara("validate", "--params", path))
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return dict(pool.map(run, BAD_PARAMS))
+
+
 @pytest.mark.parametrize("case", BAD_PARAMS, ids=list(BAD_PARAMS))
-def test_bad_params_fail_in_one_line(case: str, tmp_path: Path) -> None:
-    mutate, expected = BAD_PARAMS[case]
-    raw = copy.deepcopy(base_params())
-    mutate(raw)
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    line = error_line(isara("validate", "--params", path))
+def test_bad_params_fail_in_one_line(case: str, bad_params_runs: dict) -> None:
+    expected = BAD_PARAMS[case][1]
+    path, result = bad_params_runs[case]
+    line = error_line(result)
     assert str(path) in line
     for text in expected:
         assert text in line

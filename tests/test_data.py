@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import random
 import re
@@ -10,11 +11,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import REPO
 
 from isara import schema
 from isara.config import DataParams
-from isara.data import _jsonl, norm, prepare, safety_seed, trim_to_sentence
+from isara.data import norm, prepare, safety_seed, trim_to_sentence
+from tests.conftest import REPO
 
 RAW = REPO / "data" / "raw"
 P = DataParams()
@@ -41,6 +42,11 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
 
 def _read(prepared: tuple[Path, dict], name: str) -> pl.DataFrame:
     return schema.read(prepared[0] / f"{name}.parquet", FILES[name])
+
+
+def _jsonl(path: Path) -> list[dict]:
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rt", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
 
 
 def _xstest() -> list[dict]:

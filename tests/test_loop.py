@@ -140,7 +140,7 @@ def test_merge_weights_and_scaling(seed: pl.DataFrame) -> None:
     rows = _labeled(["A brand new question about fairness at work?"], ["A long enough answer about fairness."],
                     [[]])
     filtered = filter.apply(rows, pool, FilterParams())
-    train, nxt, ratio = merge.merge(seed, pool, filtered, 0.5, 1)
+    train, nxt, ratio = merge.merge(seed, pool, filtered, 0.5, 1, "it1")
     assert sorted(train["weight"].to_list()) == [0.5] + [1.0] * seed.height
     assert nxt.height == seed.height + 1 and ratio == pytest.approx((seed.height + 1) / seed.height)
 
@@ -169,3 +169,30 @@ def test_generation_and_training_on_the_real_model(base: Path, seed: pl.DataFram
     cfg_t = TrainParams(lr=1e-4, epochs=3, batch_size=3, bf16=False)
     _, history = train(model, tok, data, cfg_t, 1, 0, "chatml")
     assert history[-1]["loss"] < history[0]["loss"]
+
+
+def test_prepared_model_is_safetensors_and_reloads(base: Path) -> None:
+    from isara.models import load_model, model_ref
+
+    names = {p.name for p in base.iterdir()}
+    assert "model.safetensors" in names and "config.json" in names
+    assert not [n for n in names if n.endswith((".bin", ".pt", ".pkl", ".gguf"))]
+    model, tok = load_model(base)
+    assert model.config.model_type == "llama" and tok.convert_tokens_to_ids("<|im_end|>") == tok.eos_token_id
+    assert model_ref(base) == model_ref(base) and len(model_ref(base)) == 16
+
+
+def test_missing_models_fail_with_one_clear_line(tmp_path: Path) -> None:
+    from isara.errors import IsaraError
+    from isara.models import convert_base, load_model, packaged_dir
+
+    with pytest.raises(IsaraError, match="model package 'no_such_model_pkg' is not installed"):
+        packaged_dir("no_such_model_pkg", "pip install it")
+    with pytest.raises(IsaraError, match="model folder not found"):
+        convert_base(str(tmp_path / "absent"), tmp_path / "out")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken/config.json").write_text("{not json")
+    with pytest.raises(IsaraError, match="cannot load model"):
+        load_model(tmp_path / "broken")
+    with pytest.raises(IsaraError, match="not a model folder"):
+        load_model(tmp_path)

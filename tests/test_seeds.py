@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
 import pytest
 import yaml
-from conftest import error_line, isara
 
 from isara import schema
 from isara.data import norm
+from tests.conftest import REPO, error_line, isara
 
 MALFORMED = Path(__file__).parent / "malformed"
 
@@ -78,11 +79,12 @@ def test_imported_seed_passes_validate(tmp_path: Path, seed_params: Path) -> Non
     out = tmp_path / "seeds" / "custom.parquet"
     assert _import(_write(tmp_path / "seed.csv", PAIRS), out, seed_params).returncode == 0
     raw = yaml.safe_load(seed_params.read_text(encoding="utf-8"))
-    raw["data"]["seed_file"] = "seeds/custom.parquet"
-    seed_params.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    raw["data"]["seed_file"] = "seeds/custom.parquet"  # relative to the params file, like data.raw_dir
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw), encoding="utf-8")
     (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "raw").symlink_to(Path(__file__).resolve().parents[1] / "data" / "raw")
-    result = isara("validate", "--params", seed_params)
+    (tmp_path / "data" / "raw").symlink_to(REPO / "data" / "raw")
+    result = isara("validate", "--params", params)
     assert result.returncode == 0, result.stderr
 
 
@@ -150,13 +152,24 @@ def test_every_malformed_file_is_covered() -> None:
     assert on_disk == set(BAD_SEEDS)
 
 
+@pytest.fixture(scope="module")
+def bad_imports(tmp_path_factory: pytest.TempPathFactory, seed_params: Path) -> dict:
+    """Every malformed import, run side by side: each is a fresh process that mostly waits on imports."""
+    root = tmp_path_factory.mktemp("bad_imports")
+
+    def run(name: str):
+        out = root / name / "seed.parquet"
+        return name, (_import(MALFORMED / name, out, seed_params), out)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return dict(pool.map(run, BAD_SEEDS))
+
+
 @pytest.mark.parametrize("name", BAD_SEEDS)
-def test_malformed_seed_fails_in_one_line_and_writes_nothing(
-    name: str, tmp_path: Path, seed_params: Path
-) -> None:
+def test_malformed_seed_fails_in_one_line_and_writes_nothing(name: str, bad_imports: dict) -> None:
     src = MALFORMED / name
-    out = tmp_path / "out" / "seed.parquet"
-    line = error_line(_import(src, out, seed_params))
+    result, out = bad_imports[name]
+    line = error_line(result)
     assert str(src) in line
     for text in BAD_SEEDS[name]:
         assert text in line
