@@ -91,6 +91,12 @@ class JudgeParams(Section):
     refusal: str = "trained"
     max_train_per_source: int = Field(1500, ge=10)
     threshold: float = Field(0.5, gt=0, lt=1)
+    # Harm-judge training sources (SPARD test and XSTest judge_test are scored whatever this says).
+    # hh_rlhf is off by default: its `chosen` answers are only preferred, not harmless, and
+    # labelled 0 they cost ~4 points of SPARD-test F1 (0.856 vs 0.904, measured) for no XSTest gain.
+    sources: tuple[Literal["spard", "xstest", "alpaca", "hh_rlhf"], ...] = Field(
+        ("spard", "xstest", "alpaca"), min_length=1
+    )
 
 
 class Params(Section):

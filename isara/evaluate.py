@@ -47,7 +47,7 @@ def truth_diff(answers: Sequence[str], correct: Sequence[Sequence[str]], incorre
     return rouge_l_pairs(answers, correct) - rouge_l_pairs(answers, incorrect)
 
 
-def answer(model, tokenizer, prompts: pl.DataFrame, params: Params, examples: list[list[tuple[str, str]]] | None):
+def answer(model, tokenizer, prompts: pl.DataFrame, params: Params, examples: list | None, ref: str = ""):
     """Greedy answers with no in-context examples (or with the given ones, for ICL baselines)."""
     cfg, fmt = params.evaluate, params.model.chat_format
     count = token_counter(tokenizer)
@@ -55,7 +55,7 @@ def answer(model, tokenizer, prompts: pl.DataFrame, params: Params, examples: li
     for i, q in enumerate(prompts["prompt"]):
         pairs = examples[i] if examples else []
         texts.append(fit(pairs, lambda ps, q=q: answer_prompt(ps, q, fmt), count, cfg.max_prompt_tokens)[0])
-    _, out = generate(model, tokenizer, texts, cfg, params.seed, fmt, "evaluate")
+    _, out = generate(model, tokenizer, texts, cfg, params.seed, fmt, "evaluate", model_key=ref)
     return out
 
 

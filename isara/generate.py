@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+import shutil
 from collections.abc import Sequence
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -25,10 +30,50 @@ def token_counter(tokenizer):
     return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
+class Scratch:
+    """Finished batches of one generation job, persisted so a killed stage resumes where it stopped.
+
+    The folder is keyed by everything that determines the output (model hash, prompts, config,
+    seed), so a resumed run can only reuse batches that an uninterrupted run would have produced.
+    """
+
+    def __init__(self, root: Path | None, *parts: str) -> None:
+        self.dir = root / hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24] if root else None
+
+    def get(self, b: int) -> list[str] | None:
+        f = self.dir / f"batch{b:05d}.json" if self.dir else None
+        return json.loads(f.read_text(encoding="utf-8")) if f and f.is_file() else None
+
+    def put(self, b: int, texts: list[str]) -> None:
+        if self.dir:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.dir / f".batch{b:05d}.tmp"
+            tmp.write_text(json.dumps(texts), encoding="utf-8")
+            os.replace(tmp, self.dir / f"batch{b:05d}.json")
+
+    def clear(self) -> None:
+        if self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+SCRATCH = Path(".isara/scratch")
+
+
 def generate(
-    model, tokenizer, prompts: Sequence[str], cfg: GenerateParams, seed: int, fmt: str, desc: str
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    cfg: GenerateParams,
+    seed: int,
+    fmt: str,
+    desc: str,
+    model_key: str = "",
 ) -> tuple[list[str], list[str]]:
-    """Continue every prompt; returns (raw continuations, cleaned texts) in prompt order."""
+    """Continue every prompt; returns (raw continuations, cleaned texts) in prompt order.
+
+    With a model_key (the checkpoint's hash), finished batches persist under .isara/scratch until
+    the job completes, and a rerun after a crash regenerates only the unfinished ones.
+    """
     import torch
 
     tokenizer.padding_side = "left"
@@ -50,17 +95,25 @@ def generate(
     else:
         kwargs.update(temperature=None, top_p=None, top_k=None)
     model.eval()
+    if cfg.bf16:
+        model.to(torch.bfloat16)
+    scratch = Scratch(SCRATCH if model_key else None, model_key, cfg.model_dump_json(), fmt, str(seed), *prompts)
     bar = tqdm(total=len(prompts), desc=desc, unit="prompt")
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+    with torch.inference_mode():
         for b, start in enumerate(range(0, len(order), cfg.batch_size)):
             idx = order[start : start + cfg.batch_size]
-            batch = tokenizer.pad({"input_ids": [enc[i] for i in idx]}, return_tensors="pt")
-            torch.manual_seed(seed * 1_000_003 + b)  # seeded per batch: reruns sample the same text
-            out = model.generate(**batch, **kwargs)
-            new = out[:, batch["input_ids"].shape[1] :]
-            for i, seq in zip(idx, new, strict=True):
-                raw[i] = tokenizer.decode(seq, skip_special_tokens=False)
+            texts = scratch.get(b)
+            if texts is None:
+                batch = tokenizer.pad({"input_ids": [enc[i] for i in idx]}, return_tensors="pt")
+                torch.manual_seed(seed * 1_000_003 + b)  # seeded per batch: a rerun samples the same text
+                out = model.generate(**batch, **kwargs)
+                new = out[:, batch["input_ids"].shape[1] :]
+                texts = [tokenizer.decode(seq, skip_special_tokens=False) for seq in new]
+                scratch.put(b, texts)
+            for i, text in zip(idx, texts, strict=True):
+                raw[i] = text
             bar.update(len(idx))
     bar.close()
+    scratch.clear()
     end = FORMATS[fmt]["answer_end"]
     return raw, [clean(r.split(end)[0]) for r in raw]

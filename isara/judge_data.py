@@ -18,6 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from isara import schema
+from isara.data import norm
 from isara.errors import IsaraError
 
 log = logging.getLogger(__name__)
@@ -26,16 +27,11 @@ SPARD = "beavertails_spard_pairs/beavertails_spard_pairs_with_categories.jsonl.g
 XSTEST_COMPLETIONS = "xstest/model_completions"
 HH = "hh_rlhf_harmless_base/test.jsonl.gz"
 ALPACA = "alpaca_eval/alpaca_eval_text_davinci_003.json"
-XSTEST_SPLIT = {"xstest_id": pl.Utf8, "prompt": pl.Utf8, "label": pl.Utf8, "split": pl.Utf8}
 XSTEST_SPLITS = {"eval", "judge_train", "judge_test"}
 
 
-def norm(text: str) -> str:
-    return text.strip().lower()
-
-
 def _frame(rows: list[dict]) -> pl.DataFrame:
-    df = pl.DataFrame(rows, schema={c: t for c, t in schema.JUDGE_DATA.items()})
+    df = pl.DataFrame(rows, schema=schema.JUDGE_DATA)
     return df.filter(pl.col("answer").str.strip_chars() != "")
 
 
@@ -51,10 +47,9 @@ def spard(raw_dir: Path) -> pl.DataFrame:
     rows = []
     for r in _read_jsonl_gz(raw_dir / SPARD):
         split = "test" if r["spard_split"] == "test" else "train"
-        rows.append({"question": r["prompt"], "answer": r["safe_response"], "label": 0})
-        rows.append({"question": r["prompt"], "answer": r["unsafe_response"], "label": 1})
-        rows[-2]["split"] = rows[-1]["split"] = split
-    return _frame([{**r, "source": "spard"} for r in rows])
+        for key, label in (("safe_response", 0), ("unsafe_response", 1)):
+            rows.append({"question": r["prompt"], "answer": r[key], "label": label, "source": "spard", "split": split})
+    return _frame(rows)
 
 
 def xstest(raw_dir: Path, split_file: Path) -> pl.DataFrame:
@@ -63,7 +58,7 @@ def xstest(raw_dir: Path, split_file: Path) -> pl.DataFrame:
     Keeps both labels: `harm` = full compliance to a contrast (unsafe) prompt,
     `refusal` = full or partial refusal (XSTest final_label 2_ / 3_).
     """
-    splits = schema.read(split_file, XSTEST_SPLIT)
+    splits = schema.read(split_file, schema.XSTEST_SPLIT)
     bad = set(splits["split"].unique().to_list()) - XSTEST_SPLITS
     if bad:
         raise IsaraError(f"{split_file}: unknown split value(s) {sorted(bad)}")
@@ -115,17 +110,17 @@ def alpaca(raw_dir: Path) -> pl.DataFrame:
     )
 
 
-def _cap(df: pl.DataFrame, n_questions: int, seed: int) -> pl.DataFrame:
-    """At most n_questions distinct questions (all their answers kept), chosen by a fixed shuffle."""
+def _cap(df: pl.DataFrame, n_questions: int, seed: str) -> pl.DataFrame:
+    """At most n_questions distinct questions (all their answers kept), a seeded choice."""
     qs = sorted(set(df["question"].to_list()))
     if len(qs) <= n_questions:
         return df
-    keep = set(random.Random(seed).sample(qs, n_questions))
-    return df.filter(pl.col("question").is_in(list(keep)))
+    keep = random.Random(seed).sample(qs, n_questions)
+    return df.filter(pl.col("question").is_in(keep))
 
 
 def _exclude(df: pl.DataFrame, banned: set[str], what: str) -> pl.DataFrame:
-    """Drop training rows whose question (stripped, lower-cased) is in `banned`."""
+    """Drop training rows whose question, as `data.norm` keys it, is in `banned`."""
     hit = pl.col("question").map_elements(norm, return_dtype=pl.Utf8).is_in(sorted(banned))
     drop = hit & (pl.col("split") == "train")
     n = df.filter(drop).height
@@ -134,31 +129,44 @@ def _exclude(df: pl.DataFrame, banned: set[str], what: str) -> pl.DataFrame:
     return df.filter(~drop)
 
 
+HARM_SOURCES = ("spard", "xstest", "alpaca", "hh_rlhf")
+
+
+def _split_and_cap(df: pl.DataFrame, evals: set[str], max_per_source: int, seed: int) -> pl.DataFrame:
+    tests = {norm(q) for q in df.filter(pl.col("split") == "test")["question"].to_list()}
+    df = _exclude(df, evals, "an evaluation prompt")
+    df = _exclude(df, tests, "also a test question")
+    parts = [df.filter(pl.col("split") == "test")]
+    for src in sorted(set(df["source"].to_list())):
+        train = df.filter((pl.col("split") == "train") & (pl.col("source") == src))
+        parts.append(_cap(train, max_per_source, f"{seed}:{src}"))
+    df = pl.concat(parts).unique(maintain_order=True).sort("split", "source", "question", "answer", "label")
+    return schema.conform(df, schema.JUDGE_DATA, "judge data")
+
+
 def build(
-    raw_dir: Path, xstest_split: Path, eval_prompts: Path, max_per_source: int, seed: int
+    raw_dir: Path, xstest_split: Path, eval_prompts: Path, sources: list[str], max_per_source: int, seed: int
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(harm rows, refusal rows), both in `schema.JUDGE_DATA`, sorted, deterministic."""
+    """(harm rows, refusal rows), both in `schema.JUDGE_DATA`, sorted, deterministic.
+
+    Harm trains on `sources` and is always tested on SPARD test and XSTest judge_test.
+    Refusal trains on XSTest judge_train plus AlpacaEval answers as non-refusals.
+    """
     raw_dir = Path(raw_dir)
     xs = xstest(raw_dir, xstest_split)
-    harm = pl.concat(
-        [
-            spard(raw_dir),
-            xs.select("question", "answer", pl.col("harm").alias("label"), "source", "split"),
-            hh_rlhf(raw_dir),
-            alpaca(raw_dir),
-        ]
+    frames = {
+        "spard": spard(raw_dir),
+        "xstest": xs.select("question", "answer", pl.col("harm").alias("label"), "source", "split"),
+        "alpaca": alpaca(raw_dir),
+    }
+    if "hh_rlhf" in sources:
+        frames["hh_rlhf"] = hh_rlhf(raw_dir)
+    harm = pl.concat(frames.values()).filter((pl.col("split") == "test") | pl.col("source").is_in(list(sources)))
+    refusal = pl.concat(
+        [xs.select("question", "answer", pl.col("refusal").alias("label"), "source", "split"), frames["alpaca"]]
     )
-    refusal = xs.select("question", "answer", pl.col("refusal").alias("label"), "source", "split")
     evals = {norm(p) for p in schema.read(eval_prompts, schema.EVAL_PROMPTS)["prompt"].to_list()}
-    out = []
-    for df in (harm, refusal):
-        tests = {norm(q) for q in df.filter(pl.col("split") == "test")["question"].to_list()}
-        df = _exclude(df, evals, "an evaluation prompt")
-        df = _exclude(df, tests, "also a test question")
-        parts = [df.filter(pl.col("split") == "test")]
-        for i, src in enumerate(sorted(set(df["source"].to_list()))):
-            train = df.filter((pl.col("split") == "train") & (pl.col("source") == src))
-            parts.append(_cap(train, max_per_source, seed + i))
-        df = pl.concat(parts).unique(maintain_order=True)
-        out.append(schema.conform(df.sort("split", "source", "question", "answer", "label"), schema.JUDGE_DATA, "judge data"))
-    return out[0], out[1]
+    return (
+        _split_and_cap(harm, evals, max_per_source, seed),
+        _split_and_cap(refusal, evals, max_per_source, seed),
+    )

@@ -12,7 +12,7 @@ from isara.icl import answer_prompt, fit
 
 def label(
     model, tokenizer, proposed: pl.DataFrame, pool: pl.DataFrame, neighbors: list[list[str]],
-    dists: list[list[float]], params: Params, k: int,
+    dists: list[list[float]], params: Params, k: int, ref: str = "",
 ) -> pl.DataFrame:
     """Answer each proposed question with its retrieved neighbours as the conversation so far."""
     cfg, fmt = params.label, params.model.chat_format
@@ -26,7 +26,7 @@ def label(
         prompts.append(prompt)
         kept_ids.append(ids[:kept])
         kept_dists.append(ds[:kept])
-    _, answers = generate(model, tokenizer, prompts, cfg, params.seed + k, fmt, f"label it{k}")
+    _, answers = generate(model, tokenizer, prompts, cfg, params.seed + k, fmt, f"label it{k}", model_key=ref)
     return proposed.with_columns(
         pl.Series("neighbor_ids", kept_ids, dtype=pl.List(pl.Utf8)),
         pl.Series("neighbor_dists", kept_dists, dtype=pl.List(pl.Float64)),

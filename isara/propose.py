@@ -29,7 +29,7 @@ def propose(model, tokenizer, pool: pl.DataFrame, params: Params, k: int, n: int
         prompt, kept = fit(pairs, lambda ps: propose_prompt(ps, fmt), count, cfg.max_prompt_tokens)
         prompts.append(prompt)
         context_ids.append([ids[r] for r in rows[len(rows) - kept :]])
-    raw, texts = generate(model, tokenizer, prompts, cfg, params.seed + k, fmt, f"propose it{k}")
+    raw, texts = generate(model, tokenizer, prompts, cfg, params.seed + k, fmt, f"propose it{k}", model_key=ref)
     return pl.DataFrame(
         {
             "sample_id": [schema.text_id(q) for q in texts],

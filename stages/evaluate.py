@@ -4,14 +4,13 @@ import argparse
 import logging
 from pathlib import Path
 
-from isara.judges import Judges
-
 from isara import paths, schema
 from isara.cli import run_stage
 from isara.config import load_params
 from isara.evaluate import answer, sample_prompts, score, summarize
 from isara.icl_baselines import examples_for
-from isara.models import load_model, set_threads
+from isara.judges import Judges
+from isara.models import load_model, model_ref, set_threads
 
 log = logging.getLogger("evaluate")
 
@@ -32,7 +31,7 @@ def main() -> None:
         examples = examples_for(prompts["prompt"].to_list(), seed, args.icl, params)
     set_threads(params.model.threads)
     model, tok = load_model(Path(args.model), params.model.trust_remote_code)
-    answers = answer(model, tok, prompts, params, examples)
+    answers = answer(model, tok, prompts, params, examples, model_ref(Path(args.model)))
     judges = Judges.load(Path("models/judges"), params.model.embedder)
     gen = score(args.name, prompts, answers, judges)
     schema.write(gen, Path("data/eval") / f"{args.name}.parquet", schema.GENERATIONS)

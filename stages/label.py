@@ -6,7 +6,7 @@ from isara import embed, index, paths, schema
 from isara.cli import run_arg, run_stage
 from isara.config import load_params
 from isara.label import label
-from isara.models import load_model, set_threads
+from isara.models import load_model, model_ref, set_threads
 
 log = logging.getLogger("label")
 
@@ -25,7 +25,7 @@ def main() -> None:
     )
     set_threads(params.model.threads)
     model, tok = load_model(paths.model(prev), params.model.trust_remote_code)
-    out = label(model, tok, proposed, pool, neighbors, dists, params, it.k)
+    out = label(model, tok, proposed, pool, neighbors, dists, params, it.k, model_ref(paths.model(prev)))
     schema.write(out, paths.data(run) / "labeled.parquet", schema.LABELED)
     log.info("labelled %d questions with %d neighbours each", out.height, params.contexts)
 
