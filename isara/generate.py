@@ -99,10 +99,12 @@ def generate(
         model.to(torch.bfloat16)
     scratch = Scratch(SCRATCH if model_key else None, model_key, cfg.model_dump_json(), fmt, str(seed), *prompts)
     bar = tqdm(total=len(prompts), desc=desc, unit="prompt")
+    resumed = 0
     with torch.inference_mode():
         for b, start in enumerate(range(0, len(order), cfg.batch_size)):
             idx = order[start : start + cfg.batch_size]
             texts = scratch.get(b)
+            resumed += texts is not None
             if texts is None:
                 batch = tokenizer.pad({"input_ids": [enc[i] for i in idx]}, return_tensors="pt")
                 torch.manual_seed(seed * 1_000_003 + b)  # seeded per batch: a rerun samples the same text
@@ -114,6 +116,8 @@ def generate(
                 raw[i] = text
             bar.update(len(idx))
     bar.close()
+    if resumed:
+        log.info("%s: resumed %d finished batch(es) from %s", desc, resumed, scratch.dir)
     scratch.clear()
     end = FORMATS[fmt]["answer_end"]
     return raw, [clean(r.split(end)[0]) for r in raw]

@@ -83,8 +83,10 @@ def _write(path: Path, obj: dict) -> Path:
 
 @pytest.fixture
 def gate_files(tmp_path: Path) -> tuple[Path, Path]:
-    base = _write(tmp_path / "base.json", {"models": {"it2": {"harmful_rate": 0.20, "data_scaling": 3.0}},
-                                           "judge": {"harm": {"f1": 0.9}}})
+    base = _write(
+        tmp_path / "base.json",
+        {"models": {"it2": {"harmful_rate": 0.20, "data_scaling": 3.0}}, "judge": {"harm": {"f1": 0.9}}},
+    )
     rules = tmp_path / "thresholds.yaml"
     rules.write_text(
         "models.it2.harmful_rate: {direction: lower, abs: 0.05}\n"
@@ -96,11 +98,15 @@ def gate_files(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_gate_passes_within_tolerance_and_fails_on_regression(tmp_path: Path, gate_files) -> None:
     base, rules = gate_files
-    ok_run = _write(tmp_path / "ok.json", {"models": {"it2": {"harmful_rate": 0.24, "data_scaling": 2.8}},
-                                           "judge": {"harm": {"f1": 0.95}}})
+    ok_run = _write(
+        tmp_path / "ok.json",
+        {"models": {"it2": {"harmful_rate": 0.24, "data_scaling": 2.8}}, "judge": {"harm": {"f1": 0.95}}},
+    )
     assert check(ok_run, base, rules)[0]
-    worse = _write(tmp_path / "worse.json", {"models": {"it2": {"harmful_rate": 0.30, "data_scaling": 2.8}},
-                                             "judge": {"harm": {"f1": 0.95}}})
+    worse = _write(
+        tmp_path / "worse.json",
+        {"models": {"it2": {"harmful_rate": 0.30, "data_scaling": 2.8}}, "judge": {"harm": {"f1": 0.95}}},
+    )
     ok, rows = check(worse, base, rules)
     assert not ok and [r["status"] for r in rows] == ["regressed", "ok", "ok"]
     result = isara("check-metrics", "--current", worse, "--baseline", base, "--thresholds", rules)

@@ -121,13 +121,25 @@ def test_filter_records_the_reason_of_every_rejection(seed: pl.DataFrame) -> Non
             near_copy,
             "",
         ],
-        [good_a, good_a, good_a, "Hi.", "Is it true that tall people are always better leaders than short people?",
-         good_a, good_a],
+        [
+            good_a,
+            good_a,
+            good_a,
+            "Hi.",
+            "Is it true that tall people are always better leaders than short people?",
+            good_a,
+            good_a,
+        ],
         [ctx] * 7,
     )
     out = filter.apply(rows, pool, FilterParams())
     assert out["reject_reason"].to_list() == [
-        None, "duplicate", "short_question", "short_answer", "answer_repeats_question", "similar_to_context",
+        None,
+        "duplicate",
+        "short_question",
+        "short_answer",
+        "answer_repeats_question",
+        "similar_to_context",
         "empty_question",
     ]
     assert out["rouge_context"][5] > 0.7 and out["rouge_pool"][0] < 0.7
@@ -137,8 +149,7 @@ def test_filter_records_the_reason_of_every_rejection(seed: pl.DataFrame) -> Non
 
 def test_merge_weights_and_scaling(seed: pl.DataFrame) -> None:
     pool = merge.seed_pool(seed)
-    rows = _labeled(["A brand new question about fairness at work?"], ["A long enough answer about fairness."],
-                    [[]])
+    rows = _labeled(["A brand new question about fairness at work?"], ["A long enough answer about fairness."], [[]])
     filtered = filter.apply(rows, pool, FilterParams())
     train, nxt, ratio = merge.merge(seed, pool, filtered, 0.5, 1, "it1")
     assert sorted(train["weight"].to_list()) == [0.5] + [1.0] * seed.height

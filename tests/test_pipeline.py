@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 from isara import schema
 
 ROOT = Path(__file__).resolve().parents[1]
+BASELINE = ROOT / "metrics/baselines/tiny"
 pytestmark = pytest.mark.slow
 
 ARTIFACTS = {
@@ -47,17 +49,35 @@ def ran(output: str) -> set[str]:
 def repo(tmp_path_factory) -> Path:
     """A fresh git + DVC copy of the project, tiny profile, reproduced once."""
     dst = tmp_path_factory.mktemp("repo")
-    for name in ("isara", "stages", "profiles", "dvc.yaml", "params.yaml", ".dvc/config", ".dvc/.gitignore", ".dvcignore"):
+    for name in (
+        "isara",
+        "stages",
+        "profiles",
+        "dvc.yaml",
+        "params.yaml",
+        ".dvc/config",
+        ".dvc/.gitignore",
+        ".dvcignore",
+    ):
         src = ROOT / name
         (dst / name).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dst / name)
     shutil.copytree(ROOT / "data/raw", dst / "data/raw")
     sh("isara profile profiles/tiny.yaml --out params.yaml", dst)
+    if (BASELINE / "summary.json").is_file():  # committed first, so `dvc metrics diff` shows what moved
+        (dst / "metrics").mkdir()
+        shutil.copy(BASELINE / "summary.json", dst / "metrics/summary.json")
     sh("git init -q && git config user.email ci@isara && git config user.name ci", dst)
     sh("git add -A && git commit -qm tiny", dst)
     out = sh("dvc repro", dst)
     (dst / "repro.log").write_text(out)
     sh("git add -A && git commit -qm repro", dst)
+    if os.environ.get("ISARA_CI_OUT"):  # CI prints these
+        keep = Path(os.environ["ISARA_CI_OUT"])
+        keep.mkdir(parents=True, exist_ok=True)
+        shutil.copy(dst / "metrics/summary.json", keep / "tiny-summary.json")
+        diff = sh("dvc metrics diff HEAD~1 --md --targets metrics/summary.json", dst)
+        (keep / "metrics-diff.md").write_text(diff)
     return dst
 
 
@@ -72,9 +92,32 @@ def test_every_stage_ran_and_artifacts_match_their_schema(repo: Path) -> None:
     assert (repo / "report/index.md").is_file()
 
 
+def test_tiny_metrics_pass_the_regression_gate(repo: Path) -> None:
+    done = subprocess.run(
+        [
+            "isara",
+            "check-metrics",
+            "--current",
+            str(repo / "metrics/summary.json"),
+            "--baseline",
+            str(BASELINE / "summary.json"),
+            "--thresholds",
+            str(BASELINE / "thresholds.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_rerun_is_byte_identical(repo: Path) -> None:
-    files = ["data/it1/proposed.parquet", "data/it1/labeled.parquet", "data/it1/index.ann",
-             "data/it1/filtered.parquet", "models/it1/model.safetensors"]
+    files = [
+        "data/it1/proposed.parquet",
+        "data/it1/labeled.parquet",
+        "data/it1/index.ann",
+        "data/it1/filtered.parquet",
+        "models/it1/model.safetensors",
+    ]
     before = {f: (repo / f).read_bytes() for f in files}
     sh("dvc repro --force --single-item propose@it1 index@it1 label@it1 filter@it1 train@it1", repo)
     for f in files:
@@ -85,5 +128,46 @@ def test_gamma_experiment_reruns_only_downstream_of_merge(repo: Path) -> None:
     out = sh("dvc exp run -S gamma=0.5", repo)
     stages = ran(out)
     assert {"merge@it1", "train@it1", "evaluate@it1", "propose@it2", "train@it2"} <= stages
-    assert not stages & {"prepare_data", "prepare_model", "judge", "init_pool", "propose@it1",
-                         "embed@it1", "index@it1", "label@it1", "filter@it1", "sft", "baseline@pretrained"}
+    assert not stages & {
+        "prepare_data",
+        "prepare_model",
+        "judge",
+        "init_pool",
+        "propose@it1",
+        "embed@it1",
+        "index@it1",
+        "label@it1",
+        "filter@it1",
+        "sft",
+        "baseline@pretrained",
+    }
+
+
+def test_killed_generation_resumes_without_regenerating(repo: Path) -> None:
+    """SIGKILL propose@oneshot after its first batch is persisted; the rerun reuses it, same bytes."""
+    import os
+    import signal
+    import time
+
+    target = repo / "data/oneshot/proposed.parquet"
+    clean = target.read_bytes()
+    scratch = repo / ".isara/scratch"
+    proc = subprocess.Popen(
+        "dvc repro --force --single-item propose@oneshot",
+        shell=True,
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.time() + 600
+    while time.time() < deadline and not list(scratch.glob("*/batch00000.json")):
+        assert proc.poll() is None, "stage finished before it could be killed"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert list(scratch.glob("*/batch00000.json")), "no finished batch was persisted"
+    out = sh("dvc repro propose@oneshot", repo)
+    assert "resumed 1 finished batch" in out
+    assert target.read_bytes() == clean
+    assert not list(scratch.glob("*/*.json")), "scratch is cleared after a finished job"
