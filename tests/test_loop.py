@@ -207,3 +207,23 @@ def test_missing_models_fail_with_one_clear_line(tmp_path: Path) -> None:
         load_model(tmp_path / "broken")
     with pytest.raises(IsaraError, match="not a model folder"):
         load_model(tmp_path)
+
+
+def test_lora_training_merges_into_a_plain_checkpoint(base: Path, seed: pl.DataFrame, tmp_path: Path) -> None:
+    import torch
+
+    from isara.models import load_model, save_model
+    from isara.train import train
+
+    torch.set_num_threads(2)
+    model, tok = load_model(base)
+    before = {k: v.clone() for k, v in model.state_dict().items() if "q_proj" in k}
+    data = merge.seed_pool(seed.head(4)).with_columns(pl.lit(1.0).alias("weight"))
+    cfg = TrainParams(method="lora", lr=1e-3, epochs=2, batch_size=4, bf16=False, lora_r=4, lora_alpha=8)
+    trained, history = train(model, tok, data, cfg, 1, 0, "chatml")
+    assert history[-1]["loss"] < history[0]["loss"]
+    save_model(trained, tok, tmp_path / "lora")
+    reloaded, _ = load_model(tmp_path / "lora")
+    after = reloaded.state_dict()
+    assert set(after) == set(load_model(base)[0].state_dict())  # merged: no adapter weights remain
+    assert any(not torch.equal(before[k], after[k]) for k in before)
