@@ -19,9 +19,7 @@ def encode(texts: Sequence[str], model: str, batch_size: int = 64) -> np.ndarray
     if not texts:
         return np.zeros((0, 0), dtype=np.float32)
     enc = load_embedder(model)
-    vecs = enc.encode(
-        list(texts), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=len(texts) > 256
-    )
+    vecs = enc.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=len(texts) > 256)
     return np.asarray(vecs, dtype=np.float32)
 
 

@@ -70,8 +70,9 @@ def check(current: Path, baseline: Path, thresholds: Path) -> tuple[bool, list[d
         else:
             worse = c - b if rule.direction == "lower" else b - c
             status = "ok" if worse <= allowed + 1e-12 else "regressed"
-        rows.append({"metric": key, "baseline": b, "current": c, "better": rule.direction,
-                     "allowed": allowed, "status": status})
+        rows.append(
+            {"metric": key, "baseline": b, "current": c, "better": rule.direction, "allowed": allowed, "status": status}
+        )
     return all(r["status"] == "ok" for r in rows), rows
 
 
@@ -79,6 +80,8 @@ def table(rows: list[dict]) -> str:
     lines = ["| metric | baseline | current | better | allowed worsening | status |", "|---|---|---|---|---|---|"]
     for r in rows:
         cur = "—" if r["current"] is None else f"{r['current']:.4g}"
-        lines.append(f"| {r['metric']} | {r['baseline']:.4g} | {cur} | {r['better']} | {r['allowed']:.4g} | "
-                     f"{r['status'].upper() if r['status'] != 'ok' else 'ok'} |")
+        lines.append(
+            f"| {r['metric']} | {r['baseline']:.4g} | {cur} | {r['better']} | {r['allowed']:.4g} | "
+            f"{r['status'].upper() if r['status'] != 'ok' else 'ok'} |"
+        )
     return "\n".join(lines)

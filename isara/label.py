@@ -11,8 +11,15 @@ from isara.icl import answer_prompt, fit
 
 
 def label(
-    model, tokenizer, proposed: pl.DataFrame, pool: pl.DataFrame, neighbors: list[list[str]],
-    dists: list[list[float]], params: Params, k: int, ref: str = "",
+    model,
+    tokenizer,
+    proposed: pl.DataFrame,
+    pool: pl.DataFrame,
+    neighbors: list[list[str]],
+    dists: list[list[float]],
+    params: Params,
+    k: int,
+    ref: str = "",
 ) -> pl.DataFrame:
     """Answer each proposed question with its retrieved neighbours as the conversation so far."""
     cfg, fmt = params.label, params.model.chat_format

@@ -86,9 +86,7 @@ def load_model(folder: str | Path, trust_remote_code: bool = False):
         raise IsaraError(f"{folder}: not a model folder (config.json missing)")
     try:
         tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(
-            folder, use_safetensors=True, trust_remote_code=trust_remote_code
-        )
+        model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, RuntimeError) as err:
         raise IsaraError(f"{folder}: cannot load model ({str(err).splitlines()[0][:200]})") from None
     if tok.pad_token is None:

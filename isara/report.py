@@ -136,8 +136,18 @@ def render(metrics: Path = Path("metrics"), eval_dir: Path = Path("data/eval"), 
         ds = "—" if r.get("data_scaling") is None else f"×{r['data_scaling']:.2f}"
         acc = "—" if r.get("acceptance_rate") is None else f"{r['acceptance_rate']:.0%}"
         lines.append(f"| {r['model']} | {_fmt(r, 'harmful_rate')} | {_fmt(r, 'over_refusal')} | {tqa} | {ds} | {acc} |")
-    lines += ["", "Harmful rate and over-refusal are judged by the trained judges below; read them with",
-              "the judges' held-out accuracy.", "", "## Judges", "", "```json", json.dumps(judge, indent=2), "```", ""]
+    lines += [
+        "",
+        "Harmful rate and over-refusal are judged by the trained judges below; read them with",
+        "the judges' held-out accuracy.",
+        "",
+        "## Judges",
+        "",
+        "```json",
+        json.dumps(judge, indent=2),
+        "```",
+        "",
+    ]
     lines += [f"![{p}]({p})" for p in pngs]
     lines += ["", "## Sample generations", ""] + samples(eval_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -23,8 +23,9 @@ def main() -> None:
     ap.add_argument("--debug", action="store_true")
     args = ap.parse_args()
     params = load_params()
-    prompts = sample_prompts(schema.read(params.data.eval_file, schema.EVAL_PROMPTS),
-                             params.evaluate.max_per_suite, params.seed)
+    prompts = sample_prompts(
+        schema.read(params.data.eval_file, schema.EVAL_PROMPTS), params.evaluate.max_per_suite, params.seed
+    )
     examples = None
     if args.icl != "none":
         seed = schema.read(params.data.seed_file, schema.SEED)
@@ -38,9 +39,13 @@ def main() -> None:
     result = summarize(gen, params.judge.threshold)
     result["judges"] = judges.describe()
     paths.write_json(Path("metrics/eval") / f"{args.name}.json", result)
-    log.info("%s: %d answers scored; harmful %.3f, over-refusal %.3f", args.name, gen.height,
-             result.get("harmful_rate", {}).get("rate", float("nan")),
-             result.get("over_refusal", {}).get("rate", float("nan")))
+    log.info(
+        "%s: %d answers scored; harmful %.3f, over-refusal %.3f",
+        args.name,
+        gen.height,
+        result.get("harmful_rate", {}).get("rate", float("nan")),
+        result.get("over_refusal", {}).get("rate", float("nan")),
+    )
 
 
 if __name__ == "__main__":

@@ -19,8 +19,13 @@ def main() -> None:
     seed = schema.read(params.data.seed_file, schema.SEED)
     data = seed_pool(seed).with_columns(pl.lit(1.0).alias("weight"))
     stats = fit(params, paths.model("it0"), data, 1, Path("models/sft"), Path("metrics/sft"))
-    log.info("SFT on %d seed pairs: %d steps, loss %.3f -> %.3f", seed.height, stats["steps"],
-             stats["loss_first"], stats["loss_last"])
+    log.info(
+        "SFT on %d seed pairs: %d steps, loss %.3f -> %.3f",
+        seed.height,
+        stats["steps"],
+        stats["loss_first"],
+        stats["loss_last"],
+    )
 
 
 if __name__ == "__main__":

@@ -16,8 +16,14 @@ def main() -> None:
     it, prev = paths.spec(params, run)
     data = schema.read(paths.data(run) / "train.parquet", schema.TRAIN)
     stats = fit(params, paths.model(prev), data, it.k, paths.model(run), paths.metrics(run))
-    log.info("trained %s from %s: %d steps, loss %.3f -> %.3f", run, prev, stats["steps"],
-             stats["loss_first"], stats["loss_last"])
+    log.info(
+        "trained %s from %s: %d steps, loss %.3f -> %.3f",
+        run,
+        prev,
+        stats["steps"],
+        stats["loss_first"],
+        stats["loss_last"],
+    )
 
 
 if __name__ == "__main__":

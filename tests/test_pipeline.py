@@ -152,12 +152,13 @@ def test_killed_generation_resumes_without_regenerating(repo: Path) -> None:
     target = repo / "data/oneshot/proposed.parquet"
     clean = target.read_bytes()
     scratch = repo / ".isara/scratch"
+    # dvc is our own child (no shell between), so wait() reaps it after the kill: a zombie would
+    # still hold DVC's PID-based stage lock where PID 1 does not reap orphans (as in containers).
     proc = subprocess.Popen(
-        "dvc repro --force --single-item propose@oneshot",
-        shell=True,
+        ["dvc", "repro", "--force", "--single-item", "propose@oneshot"],
         cwd=repo,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     deadline = time.time() + 600
