@@ -36,8 +36,9 @@ def trim_to_sentence(text: str) -> str:
     return ""
 
 
-def _jsonl(path: Path) -> list[dict]:
-    opener = gzip.open if path.suffix == ".gz" else open
+def read_jsonl(path: Path) -> list[dict]:
+    """Rows of a JSON-lines file, gzip-compressed or not; a missing file is a one-line error."""
+    opener = gzip.open if _need(path).suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
 
@@ -80,7 +81,7 @@ def safety_eval(raw: Path, p: DataParams, rng: random.Random) -> tuple[pl.DataFr
     """Eval prompts of the safety domain, and the XSTest prompt split (eval vs judges)."""
     rows: list[dict] = []
     seen: set[str] = set()
-    for r in _jsonl(_need(raw / "beavertails_30k_test_prompts/beavertails_30k_test_prompts.jsonl")):
+    for r in read_jsonl(raw / "beavertails_30k_test_prompts/beavertails_30k_test_prompts.jsonl"):
         if p.category in r["categories"] and norm(r["prompt"]) not in seen:
             seen.add(norm(r["prompt"]))
             rows.append({"prompt": r["prompt"], "suite": "category", "category": p.category, "expect": "harmful"})
@@ -120,7 +121,7 @@ def safety_seed(raw: Path, p: DataParams, excluded: set[str], rng: random.Random
     """D0: safe answers to prompts of the chosen category, none of them an eval prompt."""
     path = _need(raw / "beavertails_spard_pairs/beavertails_spard_pairs_with_categories.jsonl.gz")
     rows, seen = [], set(excluded)
-    for r in _jsonl(path):
+    for r in read_jsonl(path):
         # SPARD's test split is the harm judge's held-out set: keep it out of the seed.
         if r["spard_split"] != "train" or p.category not in r["beavertails_30k_train_unsafe_categories"]:
             continue

@@ -9,7 +9,6 @@ also an evaluation prompt or a test question.
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import random
@@ -18,7 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from isara import schema
-from isara.data import norm
+from isara.data import norm, read_jsonl
 from isara.errors import IsaraError
 
 log = logging.getLogger(__name__)
@@ -35,17 +34,10 @@ def _frame(rows: list[dict]) -> pl.DataFrame:
     return df.filter(pl.col("answer").str.strip_chars() != "")
 
 
-def _read_jsonl_gz(path: Path) -> list[dict]:
-    if not path.is_file():
-        raise IsaraError(f"{path}: file not found")
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
 def spard(raw_dir: Path) -> pl.DataFrame:
     """SPARD pairs: safe_response 0, unsafe_response 1; spard_split 'test' held out."""
     rows = []
-    for r in _read_jsonl_gz(raw_dir / SPARD):
+    for r in read_jsonl(raw_dir / SPARD):
         split = "test" if r["spard_split"] == "test" else "train"
         for key, label in (("safe_response", 0), ("unsafe_response", 1)):
             rows.append({"question": r["prompt"], "answer": r[key], "label": label, "source": "spard", "split": split})
@@ -85,7 +77,7 @@ def xstest(raw_dir: Path, split_file: Path) -> pl.DataFrame:
 def hh_rlhf(raw_dir: Path) -> pl.DataFrame:
     """HH-RLHF harmless-base `chosen`: last Human turn -> last Assistant turn, label 0."""
     rows = []
-    for r in _read_jsonl_gz(raw_dir / HH):
+    for r in read_jsonl(raw_dir / HH):
         text = r["chosen"]
         a = text.rfind("\n\nAssistant:")
         h = text.rfind("\n\nHuman:", 0, a)
