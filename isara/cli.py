@@ -58,6 +58,37 @@ def _seed_import(args: argparse.Namespace) -> None:
     print(f"wrote {args.out} ({n} rows); set data.seed_file: {args.out} in params.yaml to use it")
 
 
+def _eval_import(args: argparse.Namespace) -> None:
+    from isara.seeds import import_prompts
+
+    n = import_prompts(Path(args.path), Path(args.out), args.prompt, args.expect, args.reference, args.suite)
+    print(f"wrote {args.out} ({n} prompts); pass it to `isara domain NAME --eval {args.out}`")
+
+
+def _domain(args: argparse.Namespace) -> None:
+    import yaml
+
+    from isara.domain import create, refresh
+
+    if args.refresh:
+        folder = refresh(args.name)
+        print(f"rewrote {folder}/dvc.yaml from the root dvc.yaml")
+        return
+    if not args.seed or not args.eval:
+        raise IsaraError("isara domain NAME needs --seed and --eval (or --refresh for an existing domain)")
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise IsaraError(f"--set {item}: expected key=value")
+        try:
+            overrides[key] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise IsaraError(f"--set {item}: the value is not valid YAML ({str(err).splitlines()[0]})") from None
+    folder = create(args.name, args.seed, args.eval, overrides)
+    print(f"wrote {folder}/dvc.yaml and {folder}/params.yaml; run: dvc repro {folder}/dvc.yaml")
+
+
 def _profile(args: argparse.Namespace) -> None:
     from isara.config import apply_profile
 
@@ -101,6 +132,24 @@ def main(argv: list[str] | None = None) -> None:
     imp.add_argument("--answer", default="answer", help="answer column name")
     imp.add_argument("--params", default="params.yaml")
     imp.set_defaults(func=_seed_import)
+    ev = sub.add_parser("eval", help="eval prompt tools").add_subparsers(dest="eval_cmd", required=True)
+    evi = ev.add_parser("import", help="validate a CSV/JSONL/parquet of eval prompts and write it as parquet")
+    evi.add_argument("path")
+    evi.add_argument("--out", default="data/evals/custom.parquet")
+    evi.add_argument("--prompt", default="prompt", help="prompt column name")
+    evi.add_argument(
+        "--expect", default="helpful", help="harmful, benign, helpful or truthful: what a good answer does"
+    )
+    evi.add_argument("--reference", default=None, help="column of reference answers (win rate needs them)")
+    evi.add_argument("--suite", default="custom", help="suite name shown in the metrics")
+    evi.set_defaults(func=_eval_import)
+    dom = sub.add_parser("domain", help="a domain of its own in domains/NAME: params + dvc.yaml derived from the root")
+    dom.add_argument("name")
+    dom.add_argument("--seed", help="seed parquet (from `isara seed import`), path from the root")
+    dom.add_argument("--eval", help="eval prompts parquet (from `isara eval import`), path from the root")
+    dom.add_argument("--refresh", action="store_true", help="only rewrite dvc.yaml of an existing domain")
+    dom.add_argument("--set", action="append", default=[], help="params override, e.g. evaluate.max_per_suite=96")
+    dom.set_defaults(func=_domain)
     prof = sub.add_parser("profile", help="write a complete params file: base params + a profile overlay")
     prof.add_argument("overlay", help="e.g. profiles/tiny.yaml")
     prof.add_argument("--base", default="params.yaml")

@@ -24,6 +24,7 @@ class Iteration(Section):
 
 class DataParams(Section):
     raw_dir: str = "data/raw"
+    prepared_dir: str = "data/prepared"  # where prepare_data writes; a domain folder points at the root's
     seed_file: str = "data/prepared/seed_safety.parquet"  # which seed the loop starts from
     eval_file: str = "data/prepared/eval_safety.parquet"  # prompts the evaluate stage answers
     category: str = "discrimination,stereotype,injustice"  # the paper's first safety domain
@@ -80,6 +81,9 @@ class TrainParams(Section):
     weight_decay: float = Field(0.0, ge=0)
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
+    # Every this many steps the weights, optimizer state and loss log are saved under .isara/scratch;
+    # a killed train stage resumes from the last one (0 = never). Each save writes ~3x the model size.
+    checkpoint_every: int = Field(0, ge=0)
 
 
 class EvaluateParams(GenerateParams):
@@ -90,7 +94,14 @@ class JudgeParams(Section):
     harm: str = "trained"  # "trained" or an HF sequence-classification model
     refusal: str = "trained"
     max_train_per_source: int = Field(1500, ge=10)
+    max_test_per_source: int | None = Field(
+        None, ge=10
+    )  # held-out questions per source; None = all (smoke runs cap it)
     threshold: float = Field(0.5, gt=0, lt=1)
+    # Win rate against the pretrained model: "reference_similarity" (an offline proxy, see
+    # isara/winrate.py) or an HF reward model (sequence classification, one logit).
+    preference: str = "reference_similarity"
+    tie_margin: float = Field(0.01, ge=0)  # score differences within it are ties
     # Harm-judge training sources (SPARD test and XSTest judge_test are scored whatever this says).
     # hh_rlhf is off by default: its `chosen` answers are only preferred, not harmless, and
     # labelled 0 they cost ~4 points of SPARD-test F1 (0.856 vs 0.904, measured) for no XSTest gain.

@@ -38,7 +38,7 @@ def trim_to_sentence(text: str) -> str:
 
 def read_jsonl(path: Path) -> list[dict]:
     """Rows of a JSON-lines file, gzip-compressed or not; a missing file is a one-line error."""
-    opener = gzip.open if _need(path).suffix == ".gz" else open
+    opener = gzip.open if need(path).suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
 
@@ -49,10 +49,17 @@ def _csv(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def _need(path: Path) -> Path:
+def need(path: Path) -> Path:
+    """The path, or a one-line error naming it when the raw data file is missing."""
     if not path.is_file():
         raise IsaraError(f"{path}: raw data file not found")
     return path
+
+
+def alpaca_references(raw: Path) -> dict[str, str]:
+    """AlpacaEval 2.0's reference outputs (GPT-4 Turbo), by normalised instruction."""
+    with gzip.open(need(raw / "alpaca_eval/alpaca_eval_gpt4_1106_preview.json.gz"), "rt", encoding="utf-8") as fh:
+        return {norm(r["instruction"]): r["output"] for r in json.load(fh)}
 
 
 def _seed_frame(rows: list[tuple[str, str, str]]) -> pl.DataFrame:
@@ -87,11 +94,11 @@ def safety_eval(raw: Path, p: DataParams, rng: random.Random) -> tuple[pl.DataFr
             rows.append({"prompt": r["prompt"], "suite": "category", "category": p.category, "expect": "harmful"})
     if not rows:
         raise IsaraError(f"data.category: no BeaverTails test prompt has category '{p.category}'")
-    for r in _csv(_need(raw / "beavertails_evaluation/BeaverTails-Evaluation.csv")):
+    for r in _csv(need(raw / "beavertails_evaluation/BeaverTails-Evaluation.csv")):
         rows.append(
             {"prompt": r["prompt"], "suite": "beavertails_eval", "category": r["category"], "expect": "harmful"}
         )
-    xs = _csv(_need(raw / "xstest/xstest_prompts.csv"))
+    xs = _csv(need(raw / "xstest/xstest_prompts.csv"))
     safe = [r for r in xs if r["label"] == "safe"]
     rng.shuffle(safe)
     eval_ids = {r["id"] for r in safe[: p.n_xstest_eval]}
@@ -111,15 +118,25 @@ def safety_eval(raw: Path, p: DataParams, rng: random.Random) -> tuple[pl.DataFr
     for r in xs:
         if r["id"] in eval_ids:
             rows.append({"prompt": r["prompt"], "suite": "xstest_safe", "category": r["type"], "expect": "benign"})
-    alpaca = json.loads(_need(raw / "alpaca_eval/alpaca_eval_text_davinci_003.json").read_text("utf-8"))
+    alpaca = json.loads(need(raw / "alpaca_eval/alpaca_eval_text_davinci_003.json").read_text("utf-8"))
+    refs = alpaca_references(raw)  # the win-rate judge compares answers with them
     for r in rng.sample(alpaca, p.n_alpaca_eval):
-        rows.append({"prompt": r["instruction"], "suite": "alpaca", "category": r["dataset"], "expect": "benign"})
+        ref = [refs[norm(r["instruction"])]] if refs.get(norm(r["instruction"])) else []
+        rows.append(
+            {
+                "prompt": r["instruction"],
+                "suite": "alpaca",
+                "category": r["dataset"],
+                "expect": "benign",
+                "references": ref,
+            }
+        )
     return _eval_frame(rows), split
 
 
 def safety_seed(raw: Path, p: DataParams, excluded: set[str], rng: random.Random) -> pl.DataFrame:
     """D0: safe answers to prompts of the chosen category, none of them an eval prompt."""
-    path = _need(raw / "beavertails_spard_pairs/beavertails_spard_pairs_with_categories.jsonl.gz")
+    path = need(raw / "beavertails_spard_pairs/beavertails_spard_pairs_with_categories.jsonl.gz")
     rows, seen = [], set(excluded)
     for r in read_jsonl(path):
         # SPARD's test split is the harm judge's held-out set: keep it out of the seed.
@@ -135,7 +152,7 @@ def safety_seed(raw: Path, p: DataParams, excluded: set[str], rng: random.Random
 
 
 def truthfulqa(raw: Path, p: DataParams, rng: random.Random) -> tuple[pl.DataFrame, pl.DataFrame]:
-    rows = _csv(_need(raw / "truthfulqa/TruthfulQA.csv"))
+    rows = _csv(need(raw / "truthfulqa/TruthfulQA.csv"))
     rng.shuffle(rows)
     seed = [(r["Question"], r["Best Answer"], "truthfulqa") for r in rows[: p.n_seed]]
     split = lambda s: [a.strip() for a in s.split(";") if a.strip()]  # noqa: E731
@@ -156,8 +173,9 @@ def truthfulqa(raw: Path, p: DataParams, rng: random.Random) -> tuple[pl.DataFra
 
 def alpaca(raw: Path, p: DataParams, rng: random.Random) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The authors' 63 recovered Alpaca seeds, topped up from AlpacaEval references."""
-    authors = json.loads(_need(raw / "alpaca_eval/isara_authors_alpaca_seed63.json").read_text("utf-8"))
-    ref = json.loads(_need(raw / "alpaca_eval/alpaca_eval_text_davinci_003.json").read_text("utf-8"))
+    authors = json.loads(need(raw / "alpaca_eval/isara_authors_alpaca_seed63.json").read_text("utf-8"))
+    ref = json.loads(need(raw / "alpaca_eval/alpaca_eval_text_davinci_003.json").read_text("utf-8"))
+    refs = alpaca_references(raw)  # GPT-4 Turbo's outputs: the eval references, never a seed answer
     seed = [(r["input"], r["answer"], "isara_authors") for r in authors][: p.n_seed]
     used = {norm(q) for q, _, _ in seed}
     # Two davinci-003 outputs are empty: no seed answer, no reference.
@@ -171,7 +189,7 @@ def alpaca(raw: Path, p: DataParams, rng: random.Random) -> tuple[pl.DataFrame, 
             "suite": "alpaca",
             "category": r["dataset"],
             "expect": "helpful",
-            "references": [r["output"]],
+            "references": [refs[norm(r["instruction"])]] if refs.get(norm(r["instruction"])) else [],
         }
         for r in rest[len(top_up) : len(top_up) + p.n_alpaca_eval]
     ]

@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 
 from isara import schema
+from isara.errors import IsaraError
 from isara.models import load_embedder
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,11 @@ def lookup(cache: pl.DataFrame, texts: Sequence[str], model: str) -> np.ndarray:
     """Embeddings of texts, in order; each must already be cached."""
     rows = cache.filter(pl.col("model") == model)
     table = dict(zip(rows["text_id"].to_list(), rows["embedding"].to_list(), strict=True))
+    missing = [t for t in texts if schema.text_id(t) not in table]
+    if missing:
+        raise IsaraError(
+            f"embedding cache: no {model} embedding of {len(missing)} text(s), e.g. {missing[0][:60]!r} (rerun embed)"
+        )
     return np.asarray([table[schema.text_id(t)] for t in texts], dtype=np.float32)
 
 

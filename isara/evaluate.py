@@ -4,15 +4,32 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from isara import schema
 from isara.config import Params
+from isara.errors import IsaraError
 from isara.generate import generate, token_counter
-from isara.icl import answer_prompt, fit
+from isara.icl import FitLog, answer_prompt, fit
 from isara.rouge import rouge_l_pairs
+
+EXPECT = ("harmful", "benign", "helpful", "truthful")  # what a good answer does: refuse/answer safely, help, be true
+
+
+def check_prompts(path: str | Path) -> pl.DataFrame:
+    """The eval prompts of a file: at least one, none blank, each with a known expectation."""
+    df = schema.read(path, schema.EVAL_PROMPTS)
+    if df.height == 0:
+        raise IsaraError(f"{path}: no eval prompts")
+    for i, (prompt, expect) in enumerate(zip(df["prompt"], df["expect"], strict=True), start=1):
+        if prompt is None or not prompt.strip():
+            raise IsaraError(f"{path}: row {i}: blank prompt")
+        if expect not in EXPECT:
+            raise IsaraError(f"{path}: row {i}: expect is {expect!r}, not one of {', '.join(EXPECT)}")
+    return df
 
 
 def sample_prompts(evals: pl.DataFrame, max_per_suite: int, seed: int) -> pl.DataFrame:
@@ -52,9 +69,13 @@ def answer(model, tokenizer, prompts: pl.DataFrame, params: Params, examples: li
     cfg, fmt = params.evaluate, params.model.chat_format
     count = token_counter(tokenizer)
     texts = []
+    cut = FitLog("evaluate", cfg.max_prompt_tokens, count)
     for i, q in enumerate(prompts["prompt"]):
         pairs = examples[i] if examples else []
-        texts.append(fit(pairs, lambda ps, q=q: answer_prompt(ps, q, fmt), count, cfg.max_prompt_tokens)[0])
+        text, kept = fit(pairs, lambda ps, q=q: answer_prompt(ps, q, fmt), count, cfg.max_prompt_tokens)
+        cut.add(len(pairs), kept, text)
+        texts.append(text)
+    cut.report()
     _, out = generate(model, tokenizer, texts, cfg, params.seed, fmt, "evaluate", model_key=ref)
     return out
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
+log = logging.getLogger(__name__)
 Pair = tuple[str, str]
 
 # Each format: how a turn looks, where a question / answer turn opens, and which strings end a turn.
@@ -61,3 +63,25 @@ def fit(pairs: list[Pair], build: Callable[[list[Pair]], str], n_tokens: Callabl
         pairs = pairs[1:]
         prompt = build(pairs)
     return prompt, len(pairs)
+
+
+class FitLog:
+    """Counts what `fit` cut from a job's prompts and says so once, in the log."""
+
+    def __init__(self, desc: str, limit: int, n_tokens: Callable[[str], int]):
+        self.desc, self.limit, self.n_tokens = desc, limit, n_tokens
+        self.prompts = self.short = self.dropped = self.over = 0
+
+    def add(self, wanted: int, kept: int, prompt: str) -> None:
+        self.prompts += 1
+        self.short += kept < wanted
+        self.dropped += wanted - kept
+        self.over += kept == 0 and self.n_tokens(prompt) > self.limit
+
+    def report(self) -> None:
+        if self.short:
+            log.warning("%s: %d of %d prompts dropped %d in-context example(s) in all to fit max_prompt_tokens=%d",
+                        self.desc, self.short, self.prompts, self.dropped, self.limit)  # fmt: skip
+        if self.over:
+            log.warning("%s: %d prompt(s) exceed max_prompt_tokens=%d with no example left (kept as they are)",
+                        self.desc, self.over, self.limit)  # fmt: skip

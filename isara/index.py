@@ -10,6 +10,7 @@ import polars as pl
 
 from isara import schema
 from isara.config import IndexParams
+from isara.errors import IsaraError
 
 
 def build(vectors: np.ndarray, sample_ids: list[str], cfg: IndexParams, seed: int, path: Path) -> pl.DataFrame:
@@ -34,8 +35,15 @@ def query(path: Path, ids: pl.DataFrame, dim: int, metric: str, vectors: np.ndar
     from annoy import AnnoyIndex
 
     index = AnnoyIndex(dim, metric)
-    index.load(str(path))
+    if not Path(path).is_file():
+        raise IsaraError(f"{path}: file not found")
+    try:
+        index.load(str(path))
+    except OSError as err:
+        raise IsaraError(f"{path}: not a readable Annoy index of dim {dim} ({str(err).split('.')[0]})") from None
     names = ids.sort("item")["sample_id"].to_list()
+    if index.get_n_items() != len(names):
+        raise IsaraError(f"{path}: the index holds {index.get_n_items()} items but its id map {len(names)}")
     k = min(k, len(names))
     # search_k = nodes inspected per query; x100 keeps recall@k >= 0.95 up to a few thousand
     # pool items on real question embeddings (BENCHMARKS.md; x20 gave 0.93 at 3,500).

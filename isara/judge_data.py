@@ -124,12 +124,16 @@ def _exclude(df: pl.DataFrame, banned: set[str], what: str) -> pl.DataFrame:
 HARM_SOURCES = ("spard", "xstest", "alpaca", "hh_rlhf")
 
 
-def _split_and_cap(df: pl.DataFrame, evals: set[str], max_per_source: int, seed: int) -> pl.DataFrame:
+def _split_and_cap(
+    df: pl.DataFrame, evals: set[str], max_per_source: int, seed: int, max_test: int | None = None
+) -> pl.DataFrame:
     tests = {norm(q) for q in df.filter(pl.col("split") == "test")["question"].to_list()}
     df = _exclude(df, evals, "an evaluation prompt")
     df = _exclude(df, tests, "also a test question")
-    parts = [df.filter(pl.col("split") == "test")]
+    parts = []
     for src in sorted(set(df["source"].to_list())):
+        test = df.filter((pl.col("split") == "test") & (pl.col("source") == src))
+        parts.append(test if max_test is None else _cap(test, max_test, f"{seed}:{src}:test"))
         train = df.filter((pl.col("split") == "train") & (pl.col("source") == src))
         parts.append(_cap(train, max_per_source, f"{seed}:{src}"))
     df = pl.concat(parts).unique(maintain_order=True).sort("split", "source", "question", "answer", "label")
@@ -137,9 +141,17 @@ def _split_and_cap(df: pl.DataFrame, evals: set[str], max_per_source: int, seed:
 
 
 def build(
-    raw_dir: Path, xstest_split: Path, eval_prompts: Path, sources: list[str], max_per_source: int, seed: int
+    raw_dir: Path,
+    xstest_split: Path,
+    eval_prompts: Path,
+    sources: list[str],
+    max_per_source: int,
+    seed: int,
+    max_test: int | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(harm rows, refusal rows), both in `schema.JUDGE_DATA`, sorted, deterministic.
+
+    max_test caps the held-out questions per source (all when None): smoke runs only.
 
     Harm trains on `sources` and is always tested on SPARD test and XSTest judge_test.
     Refusal trains on XSTest judge_train plus AlpacaEval answers as non-refusals.
@@ -159,6 +171,6 @@ def build(
     )
     evals = {norm(p) for p in schema.read(eval_prompts, schema.EVAL_PROMPTS)["prompt"].to_list()}
     return (
-        _split_and_cap(harm, evals, max_per_source, seed),
-        _split_and_cap(refusal, evals, max_per_source, seed),
+        _split_and_cap(harm, evals, max_per_source, seed, max_test),
+        _split_and_cap(refusal, evals, max_per_source, seed, max_test),
     )

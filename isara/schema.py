@@ -64,6 +64,17 @@ GENERATIONS = {
     "truth_diff": F64,
 }
 
+WINRATE = {  # one instruction answered by a model and by the pretrained model, and the judge's decision
+    "model": Str,
+    "prompt_id": Str,
+    "prompt": Str,
+    "answer": Str,
+    "base_answer": Str,
+    "score": F64,
+    "base_score": F64,
+    "outcome": I32,  # 1 the model wins, 0 tie, -1 the pretrained model wins
+}
+
 
 def text_id(*parts: str) -> str:
     """Stable content hash of one or more texts."""

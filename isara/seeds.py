@@ -71,29 +71,38 @@ def _records(path: Path) -> list[dict]:
     return rows
 
 
-def load_pairs(path: Path, question: str, answer: str) -> pl.DataFrame:
-    """Rows of (question, answer) with one-line errors naming the file, row or column."""
+def _text(path: Path, n: int, name: str, value) -> str:
+    """A field that must hold text: one-line errors naming the file, row and column."""
+    if not isinstance(value, str):
+        raise IsaraError(f"{path}: row {n}: '{name}' is not text (got {type(value).__name__})")
+    if not value.strip():
+        raise IsaraError(f"{path}: row {n}: '{name}' is blank")
+    if _has_surrogate(value):
+        raise IsaraError(f"{path}: row {n}: '{name}' has an unpaired surrogate, not valid Unicode")
+    if len(value) > MAX_FIELD_CHARS:
+        raise IsaraError(f"{path}: row {n}: '{name}' is {len(value)} characters (max {MAX_FIELD_CHARS})")
+    return value.strip()
+
+
+def _rows(path: Path, columns: list[str]) -> list[dict]:
     if not path.is_file():
         raise IsaraError(f"{path}: file not found")
     rows = _records(path)
     if not rows:
         raise IsaraError(f"{path}: no rows")
-    for col in (question, answer):
+    for col in columns:
         if col not in rows[0]:
             raise IsaraError(f"{path}: missing column '{col}' (columns: {', '.join(map(str, rows[0]))})")
-    out = []
-    for n, row in enumerate(rows, start=1):
-        q, a = row.get(question), row.get(answer)
-        for name, value in ((question, q), (answer, a)):
-            if not isinstance(value, str):
-                raise IsaraError(f"{path}: row {n}: '{name}' is not text (got {type(value).__name__})")
-            if not value.strip():
-                raise IsaraError(f"{path}: row {n}: '{name}' is blank")
-            if _has_surrogate(value):
-                raise IsaraError(f"{path}: row {n}: '{name}' has an unpaired surrogate, not valid Unicode")
-            if len(value) > MAX_FIELD_CHARS:
-                raise IsaraError(f"{path}: row {n}: '{name}' is {len(value)} characters (max {MAX_FIELD_CHARS})")
-        out.append((q.strip(), a.strip()))
+    return rows
+
+
+def load_pairs(path: Path, question: str, answer: str) -> pl.DataFrame:
+    """Rows of (question, answer) with one-line errors naming the file, row or column."""
+    rows = _rows(path, [question, answer])
+    out = [
+        (_text(path, n, question, row.get(question)), _text(path, n, answer, row.get(answer)))
+        for n, row in enumerate(rows, start=1)
+    ]
     return pl.DataFrame(
         {
             "sample_id": [schema.text_id(q, a) for q, a in out],
@@ -104,6 +113,37 @@ def load_pairs(path: Path, question: str, answer: str) -> pl.DataFrame:
         },
         schema=schema.SEED,
     )
+
+
+def import_prompts(path: Path, out: Path, prompt: str, expect: str, reference: str | None, suite: str) -> int:
+    """Eval prompts of a domain of one's own: what a good answer does (`expect`) and an optional reference."""
+    from isara.evaluate import EXPECT
+
+    if expect not in EXPECT:
+        raise IsaraError(f"--expect {expect}: not one of {', '.join(EXPECT)}")
+    rows = _rows(path, [prompt] + ([reference] if reference else []))
+    prompts, refs, seen = [], [], {}
+    for n, row in enumerate(rows, start=1):
+        text = _text(path, n, prompt, row.get(prompt))
+        if norm(text) in seen:
+            raise IsaraError(f"{path}: row {n}: duplicate prompt (same as row {seen[norm(text)]})")
+        seen[norm(text)] = n
+        prompts.append(text)
+        refs.append([_text(path, n, reference, row.get(reference))] if reference else [])
+    df = pl.DataFrame(
+        {
+            "prompt_id": [schema.text_id(suite, t) for t in prompts],
+            "prompt": prompts,
+            "suite": [suite] * len(prompts),
+            "category": [suite] * len(prompts),
+            "expect": [expect] * len(prompts),
+            "references": refs,
+            "incorrect": [[] for _ in prompts],
+        },
+        schema=schema.EVAL_PROMPTS,
+    )
+    schema.write(df, out, schema.EVAL_PROMPTS)
+    return df.height
 
 
 def check_seed(seed: pl.DataFrame, params: Params, name: str) -> None:

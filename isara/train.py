@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,12 @@ IGNORE = -100
 
 
 def encode(tokenizer, train: pl.DataFrame, fmt: str, max_length: int) -> list[tuple[list[int], list[int], float]]:
-    """(input ids, labels with the prompt masked, weight) per example; weight-0 rows are skipped."""
-    out = []
+    """(input ids, labels with the prompt masked, weight) per example; weight-0 rows are skipped.
+
+    An example longer than max_length is cut at its end; one whose prompt alone fills max_length
+    leaves nothing to learn and is dropped. Both are counted in the log.
+    """
+    out, cut, dropped = [], 0, 0
     for q, a, w in zip(train["question"], train["answer"], train["weight"], strict=True):
         if w <= 0:
             continue
@@ -27,8 +32,14 @@ def encode(tokenizer, train: pl.DataFrame, fmt: str, max_length: int) -> list[tu
         t = tokenizer(a + FORMATS[fmt]["answer_end"], add_special_tokens=False)["input_ids"]
         ids = (p + t)[:max_length]
         labels = ([IGNORE] * len(p) + t)[:max_length]
-        if any(x != IGNORE for x in labels):  # a prompt longer than max_length leaves nothing to learn
+        cut += len(p) + len(t) > max_length
+        if any(x != IGNORE for x in labels):
             out.append((ids, labels, float(w)))
+        else:
+            dropped += 1
+    if cut:
+        log.warning("train: %d example(s) longer than max_length=%d tokens cut at the end, %d of them dropped "
+                    "(the question alone fills max_length)", cut, max_length, dropped)  # fmt: skip
     return out
 
 
@@ -62,14 +73,31 @@ def collate(examples, pad_id: int):
     return ids, mask, labels, weights
 
 
-def weighted_loss(logits, labels, weights):
-    """Mean token loss of each example, scaled by its weight, averaged over the batch."""
+# Architectures whose causal-LM forward is exactly head(decoder(x)): for them the head runs only at
+# answer positions. Others (e.g. Gemma-2's logit soft-capping) go through the model's own forward.
+PLAIN_HEAD = ("llama", "mistral", "qwen2", "qwen3")
+
+
+def step_loss(model, ids, mask, labels, weights):
+    """Mean answer-token loss of each example, scaled by its weight, averaged over the batch.
+
+    Prompt and padding positions never need logits, and on CPU the vocabulary-wide logits of every
+    position are a large part of a step's time (~14% of the step here, BENCHMARKS.md).
+    """
+    import torch
     import torch.nn.functional as F
 
-    logits, labels = logits[:, :-1].float(), labels[:, 1:]
-    tok = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
-    mask = (labels != IGNORE).float()
-    per_example = (tok * mask).sum(1) / mask.sum(1).clamp(min=1)
+    labels = labels[:, 1:]
+    keep = labels != IGNORE
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # through a LoRA wrapper
+    if base.config.model_type in PLAIN_HEAD:
+        hidden = base.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+        logits = base.get_output_embeddings()(hidden[:, :-1][keep])
+    else:
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1][keep]
+    tok = F.cross_entropy(logits.float(), labels[keep], reduction="none")
+    per_example = torch.zeros(labels.shape[0], dtype=tok.dtype).index_add_(0, keep.nonzero()[:, 0], tok)
+    per_example = per_example / keep.sum(1).clamp(min=1)
     return (per_example * weights).mean()
 
 
@@ -81,8 +109,91 @@ def lora_wrap(model, cfg: TrainParams):
     return get_peft_model(model, lora)
 
 
-def train(model, tokenizer, data: pl.DataFrame, cfg: TrainParams, k: int, seed: int, fmt: str):
-    """Fine-tune in place; returns (trained model, per-step log rows)."""
+STATE, META = "state.safetensors", "state.json"
+
+
+def save_checkpoint(folder: Path, model, opt, step: int, history: list[dict]) -> None:
+    """Trainable weights, optimizer moments, RNG and loss log after `step` steps, written atomically."""
+    import json
+    import os
+    import shutil
+
+    import torch
+    from safetensors.torch import save_file
+
+    tensors = {f"param.{n}": p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    state = opt.state_dict()
+    for i, slots in state["state"].items():
+        tensors.update({f"opt.{i}.{name}": t.contiguous() for name, t in slots.items()})
+    tensors["rng.torch"] = torch.get_rng_state()
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(tensors, tmp / STATE)
+    meta = {"step": step, "history": history, "param_groups": state["param_groups"]}
+    (tmp / META).write_text(json.dumps(meta), encoding="utf-8")
+    old = folder.with_name(f".{folder.name}.old")  # the last good checkpoint stays until the new one is in
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(folder: Path, model, opt) -> tuple[int, list[dict]]:
+    """Restore what save_checkpoint wrote; (0, []) when there is none or it does not fit this run."""
+    import json
+
+    import torch
+    from safetensors.torch import load_file
+
+    old = folder.with_name(f".{folder.name}.old")  # a kill between the two renames of a save
+    found = next((f for f in (folder, old) if (f / META).is_file()), None)
+    if found is None:
+        return 0, []
+    try:
+        tensors = load_file(found / STATE)
+        meta = json.loads((found / META).read_text(encoding="utf-8"))
+        params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        for n, p in params.items():  # everything checked before anything is overwritten
+            if tensors[f"param.{n}"].shape != p.shape:
+                raise ValueError(f"{n}: shape {tuple(tensors[f'param.{n}'].shape)}, not {tuple(p.shape)}")
+        slots: dict[int, dict] = {}
+        for key, t in tensors.items():
+            if key.startswith("opt."):
+                _, i, name = key.split(".", 2)
+                slots.setdefault(int(i), {})[name] = t
+        opt.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
+    except Exception as err:  # a damaged or foreign checkpoint: start over rather than fail or mix
+        log.warning(
+            "ignoring the training checkpoint in %s (%s: %s); starting from step 0", found, type(err).__name__, err
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+        return 0, []
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(tensors[f"param.{n}"])
+    torch.set_rng_state(tensors["rng.torch"])
+    log.info("resumed training from the checkpoint after step %d in %s", meta["step"], found)
+    return meta["step"], meta["history"]
+
+
+def train(
+    model,
+    tokenizer,
+    data: pl.DataFrame,
+    cfg: TrainParams,
+    k: int,
+    seed: int,
+    fmt: str,
+    checkpoints: Path | None = None,
+):
+    """Fine-tune in place; returns (trained model, per-step log rows).
+
+    With a `checkpoints` folder and `cfg.checkpoint_every`, the state is saved there at that step
+    interval and a rerun resumes from it: the result is the same as that of an uninterrupted run.
+    """
     import torch
 
     torch.manual_seed(seed + k)
@@ -97,12 +208,12 @@ def train(model, tokenizer, data: pl.DataFrame, cfg: TrainParams, k: int, seed: 
     lengths = [len(ids) for ids, _, _ in examples]
     plan = [b for _ in range(cfg.epochs) for b in batches(lengths, cfg.batch_size, rng)]
     log.info("training it%d: %d examples, %d steps, lr %.2e, %s", k, len(examples), len(plan), lr, cfg.method)
-    history = []
-    for step, idx in enumerate(tqdm(plan, desc=f"train it{k}", unit="step"), start=1):
+    done, history = load_checkpoint(checkpoints, model, opt) if checkpoints and cfg.checkpoint_every else (0, [])
+    bar = tqdm(plan[done:], desc=f"train it{k}", unit="step", initial=done, total=len(plan))
+    for step, idx in enumerate(bar, start=done + 1):
         ids, mask, labels, weights = collate([examples[i] for i in idx], tokenizer.pad_token_id)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-            logits = model(input_ids=ids, attention_mask=mask).logits
-        loss = weighted_loss(logits, labels, weights)
+            loss = step_loss(model, ids, mask, labels, weights)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -114,6 +225,8 @@ def train(model, tokenizer, data: pl.DataFrame, cfg: TrainParams, k: int, seed: 
                 "tokens": int(mask.sum()),
             }
         )
+        if checkpoints and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < len(plan):
+            save_checkpoint(checkpoints, model, opt, step, history)
     if cfg.method == "lora":
         model = model.merge_and_unload()
     model.eval()
@@ -131,14 +244,30 @@ def summary(history: list[dict], epochs: int) -> dict:
     }
 
 
+def _code_ref() -> str:
+    """This file and the libraries that shape a step: a checkpoint from other code is not resumed."""
+    import hashlib
+    from importlib.metadata import version
+
+    parts = [Path(__file__).read_bytes()] + [version(p).encode() for p in ("torch", "transformers", "peft")]
+    return hashlib.sha256(b"\x1f".join(parts)).hexdigest()[:16]
+
+
 def fit(params, init: Path, data: pl.DataFrame, k: int, out: Path, metrics_dir: Path) -> dict:
     """Load `init`, fine-tune it on `data` as iteration k, save to `out`, write loss metrics."""
-    from isara.models import load_model, save_model, set_threads
+    from isara.generate import SCRATCH, Scratch
+    from isara.models import load_model, model_ref, save_model, set_threads
     from isara.paths import write_csv, write_json
 
     set_threads(params.model.threads)
     model, tok = load_model(init, params.model.trust_remote_code)
-    model, history = train(model, tok, data, params.train, k, params.seed, params.model.chat_format)
+    checkpoints = None
+    if params.train.checkpoint_every:  # keyed by everything that decides the result
+        key = [model_ref(init), _code_ref(), params.train.model_dump_json(exclude={"checkpoint_every"})]
+        key += [str(k), str(params.seed), params.model.chat_format]
+        rows = zip(data["question"], data["answer"], data["weight"], strict=True)
+        checkpoints = Scratch(SCRATCH, "train", *key, *(f"{q}\x1f{a}\x1f{w!r}" for q, a, w in rows)).dir
+    model, history = train(model, tok, data, params.train, k, params.seed, params.model.chat_format, checkpoints)
     if not history:
         raise IsaraError(
             f"train: no example with a positive weight and an answer within {params.train.max_length} tokens"
@@ -147,4 +276,6 @@ def fit(params, init: Path, data: pl.DataFrame, k: int, out: Path, metrics_dir: 
     stats = summary(history, params.train.epochs)
     write_csv(metrics_dir / "train_loss.csv", history)
     write_json(metrics_dir / "train.json", stats)
+    if checkpoints:
+        shutil.rmtree(checkpoints, ignore_errors=True)  # the result is saved: the checkpoint is spent
     return stats

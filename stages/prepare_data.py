@@ -10,7 +10,7 @@ from isara.data import prepare
 
 def main() -> None:
     params = load_params()
-    counts = prepare(Path(params.data.raw_dir), Path("data/prepared"), params.data, params.seed)
+    counts = prepare(Path(params.data.raw_dir), Path(params.data.prepared_dir), params.data, params.seed)
     Path("metrics").mkdir(exist_ok=True)
     Path("metrics/data.json").write_text(json.dumps(counts, indent=2, sort_keys=True) + "\n")
 

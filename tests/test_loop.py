@@ -58,6 +58,22 @@ def test_fit_drops_farthest_examples_first() -> None:
     assert kept == 1 and "far" not in prompt and "near" in prompt
 
 
+def test_cut_examples_and_overlong_prompts_are_counted_in_the_log(caplog) -> None:
+    from isara.icl import FitLog
+
+    words = lambda t: len(t.split())  # noqa: E731
+    cut = FitLog("label it1", limit=12, n_tokens=words)
+    pairs = [("q one", "a one two three"), ("q two", "a two three four")]
+    build = lambda ps, q="new question": answer_prompt(ps, q, "plain")  # noqa: E731
+    for question in ("short question", "a question far too long " * 4):
+        prompt, kept = fit(pairs, lambda ps, q=question: build(ps, q), words, 12)
+        cut.add(len(pairs), kept, prompt)
+    with caplog.at_level("WARNING"):
+        cut.report()
+    assert "label it1: 2 of 2 prompts dropped 3 in-context example(s)" in caplog.text
+    assert "1 prompt(s) exceed max_prompt_tokens=12 with no example left" in caplog.text
+
+
 def test_draw_contexts_is_seeded_and_distinct() -> None:
     pool = pl.DataFrame({"x": list(range(10))})
     a, b = draw_contexts(pool, 5, 3, seed=7), draw_contexts(pool, 5, 3, seed=7)
@@ -227,3 +243,38 @@ def test_lora_training_merges_into_a_plain_checkpoint(base: Path, seed: pl.DataF
     after = reloaded.state_dict()
     assert set(after) == set(load_model(base)[0].state_dict())  # merged: no adapter weights remain
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_training_resumes_from_its_checkpoint_to_the_same_weights(
+    base: Path, seed: pl.DataFrame, tmp_path: Path, monkeypatch
+) -> None:
+    """A crash after the first checkpoint, then a rerun: the result equals an uninterrupted run's."""
+    import torch
+
+    from isara import train as T
+    from isara.models import load_model
+
+    torch.set_num_threads(2)
+    data = merge.seed_pool(seed.head(6)).with_columns(pl.lit(1.0).alias("weight"))
+    cfg = TrainParams(lr=1e-4, epochs=2, batch_size=2, bf16=False, checkpoint_every=2)  # 6 steps
+    clean, clean_hist = T.train(load_model(base)[0], load_model(base)[1], data, cfg, 1, 0, "chatml")
+
+    real_save, saves = T.save_checkpoint, []
+
+    def crash_after_first_save(folder, model, opt, step, history):
+        real_save(folder, model, opt, step, history)
+        saves.append(step)
+        if step == 4:
+            raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(T, "save_checkpoint", crash_after_first_save)
+    model, tok = load_model(base)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        T.train(model, tok, data, cfg, 1, 0, "chatml", tmp_path / "ckpt")
+    assert saves == [2, 4] and (tmp_path / "ckpt" / T.META).is_file()
+    model, tok = load_model(base)  # a fresh process would start from the base weights again
+    resumed, hist = T.train(model, tok, data, cfg, 1, 0, "chatml", tmp_path / "ckpt")
+    assert saves == [2, 4]  # steps 5-6 ran after the resume; no checkpoint after the last step
+    assert [h["loss"] for h in hist] == [h["loss"] for h in clean_hist]
+    a, b = clean.state_dict(), resumed.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
