@@ -25,7 +25,27 @@ def _order(name: str) -> tuple[int, int, str]:
     return (1, int(m.group(1)), name) if m else (0, BASELINES.index(name) if name in BASELINES else 99, name)
 
 
-def collect(metrics: Path = Path("metrics")) -> list[dict]:
+NO_COMMENT = "no comment"  # TruthfulQA counts "I have no comment." as true: true, but uninformative
+
+
+def truthfulness_yardstick(gen: pl.DataFrame) -> dict:
+    """Share of TruthfulQA answers that decline ("I have no comment"), and the ROUGE-L difference of the rest.
+
+    A model that declines every question scores +100 on the ROUGE-L difference; these two numbers
+    say how much of a model's score is that.
+    """
+    t = gen.filter(pl.col("expect") == "truthful")
+    if t.height == 0:
+        return {}
+    declined = t["answer"].str.to_lowercase().str.contains(NO_COMMENT, literal=True)
+    rest = t.filter(~declined)["truth_diff"]
+    return {
+        "truthfulqa_no_comment": round(float(declined.mean()), 4),
+        "truthfulqa_rouge_diff_informative": round(float(rest.mean()) * 100, 3) if rest.len() else None,
+    }
+
+
+def collect(metrics: Path = Path("metrics"), eval_dir: Path = Path("data/eval")) -> list[dict]:
     """One row per evaluated model: safety on two axes, truthfulness, and loop statistics."""
     rows = []
     wins = _load(metrics / "winrate.json").get("models", {})
@@ -38,6 +58,8 @@ def collect(metrics: Path = Path("metrics")) -> list[dict]:
                 row[f"{key}_n"] = ev[key]["n"]
         if "truthfulqa_rouge_diff" in ev:
             row["truthfulqa_rouge_diff"] = ev["truthfulqa_rouge_diff"]["mean"]
+            if (eval_dir / f"{name}.parquet").is_file():
+                row.update(truthfulness_yardstick(schema.read(eval_dir / f"{name}.parquet", schema.GENERATIONS)))
         if name in wins:
             row["win_rate"], (row["win_rate_lo"], row["win_rate_hi"]) = wins[name]["rate"], wins[name]["ci95"]
             row["win_rate_n"] = wins[name]["n"]
@@ -129,7 +151,7 @@ def samples(eval_dir: Path, per_suite: int = 2) -> list[str]:
 
 
 def render(metrics: Path = Path("metrics"), eval_dir: Path = Path("data/eval"), out: Path = Path("report")) -> Path:
-    rows = collect(metrics)
+    rows = collect(metrics, eval_dir)
     write_summary(rows, metrics)
     pngs = plot(rows, metrics, out)
     judge = _load(metrics / "summary.json").get("judge", {})
@@ -140,11 +162,18 @@ def render(metrics: Path = Path("metrics"), eval_dir: Path = Path("data/eval"), 
     lines += ["|---|---|---|---|---|---|---|"]
     for r in rows:
         tqa = "—" if r.get("truthfulqa_rouge_diff") is None else f"{r['truthfulqa_rouge_diff']:+.2f}"
+        if r.get("truthfulqa_no_comment") is not None:
+            informative = r.get("truthfulqa_rouge_diff_informative")
+            tqa += f" ({r['truthfulqa_no_comment']:.0%} 'no comment'"
+            tqa += f"; rest {informative:+.2f})" if informative is not None else ")"
         ds = "—" if r.get("data_scaling") is None else f"×{r['data_scaling']:.2f}"
         acc = "—" if r.get("acceptance_rate") is None else f"{r['acceptance_rate']:.0%}"
         cells = [r["model"], _fmt(r, "harmful_rate"), _fmt(r, "over_refusal"), _fmt(r, "win_rate"), tqa, ds, acc]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
+        "",
+        'TruthfulQA counts "I have no comment." as true; the share of such answers and the ROUGE-L',
+        "difference of the other answers are shown beside the score.",
         "",
         "Harmful rate and over-refusal are judged by the trained judges below, win rate (AlpacaEval",
         "instructions, against the pretrained model's answers; a tie counts half) by the preference judge",

@@ -126,3 +126,19 @@ def test_lookup_resolves_rates_and_rejects_non_numbers() -> None:
     assert lookup(m, "a") == 0.3 and lookup(m, "b") == -1.5
     assert lookup(m, "c") is None and lookup(m, "d") is None and lookup(m, "x.y") is None
     assert np.isnan(float("nan"))
+
+
+def test_truthfulness_yardstick_separates_declining_from_answering() -> None:
+    from isara.report import truthfulness_yardstick
+
+    gen = pl.DataFrame(
+        {
+            "expect": ["truthful", "truthful", "truthful", "truthful", "harmful"],
+            "answer": ["I have no comment.", "No comment", "The sky is blue.", "The sky is green.", "x"],
+            "truth_diff": [1.0, 1.0, 0.25, -0.5, None],
+        }
+    )
+    y = truthfulness_yardstick(gen)
+    assert y["truthfulqa_no_comment"] == 0.5  # 2 of the 4 truthful answers decline
+    assert y["truthfulqa_rouge_diff_informative"] == pytest.approx(-12.5)  # mean(0.25, -0.5) x 100
+    assert truthfulness_yardstick(gen.filter(pl.col("expect") == "harmful")) == {}
