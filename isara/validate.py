@@ -41,8 +41,6 @@ def check_files(params: Params, root: Path) -> None:
         raise IsaraError(f"data.seed_file: {params.data.seed_file} not found")
     eval_file = root / params.data.eval_file
     if eval_file.exists():
-        if schema.read(eval_file, schema.EVAL_PROMPTS).height == 0:
-            raise IsaraError(f"data.eval_file: {params.data.eval_file} has no prompts")
         check_prompts(eval_file)
     elif not _prepared(params.data.eval_file, params):
         raise IsaraError(f"data.eval_file: {params.data.eval_file} not found")
