@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from isara.errors import IsaraError
+from isara.paths import write_text
 
 ROOT = Path(".")
 SHARED = ("stages/", "isara/", "data/raw")  # what a domain reads from the root, not from its folder
@@ -74,7 +75,7 @@ def refresh(name: str, root: Path = ROOT) -> Path:
     up = os.path.relpath(root, folder).replace(os.sep, "/") + "/"
     pipeline = derive(yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8")), up)
     header = HEADER.format(name=name, folder=f"domains/{name}")
-    _write(folder / "dvc.yaml", header + yaml.safe_dump(pipeline, sort_keys=False, width=120))
+    write_text(folder / "dvc.yaml", header + yaml.safe_dump(pipeline, sort_keys=False, width=120))
     return folder
 
 
@@ -98,11 +99,5 @@ def create(name: str, seed_file: str, eval_file: str, overrides: dict, root: Pat
     parse_params(params, f"domains/{name}/params.yaml")  # a wrong override fails here, before any write
     folder.mkdir(parents=True, exist_ok=True)
     header = HEADER.format(name=name, folder=f"domains/{name}")
-    _write(folder / "params.yaml", header + yaml.safe_dump(params, sort_keys=False, width=120))
+    write_text(folder / "params.yaml", header + yaml.safe_dump(params, sort_keys=False, width=120))
     return refresh(name, root)
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

@@ -30,12 +30,17 @@ def spec(params: Params, run: str) -> tuple[Iteration, str]:
     return it, f"it{it.prev}"
 
 
-def write_json(path: Path, obj: dict) -> None:
-    """Metrics JSON, sorted keys, written atomically."""
+def write_text(path: Path, text: str) -> None:
+    """A text file written atomically: a temporary name in the same folder, renamed into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: dict) -> None:
+    """Metrics JSON, sorted keys, written atomically."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
