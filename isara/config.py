@@ -20,6 +20,9 @@ class Iteration(Section):
     k: int = Field(ge=1)  # position in the loop: sets the seed and the learning-rate halving
     prev: int = Field(ge=0)  # the iteration whose model and pool this one starts from (0 = base model, seed)
     scale: int = Field(1, ge=1)  # proposals = propose.n x scale; the one-shot baseline proposes K x n at once
+    # A run with the same k and prev whose proposals and labels are this run's first rows: the same
+    # model, pool and seed draw them, so they are read instead of generated again. it0 = none.
+    extends: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
 
 
 class DataParams(Section):
@@ -137,6 +140,13 @@ class Params(Section):
                 raise ValueError(f"iterations.{name}: prev={it.prev} is not an iteration")
             if it.prev >= it.k:
                 raise ValueError(f"iterations.{name}: prev={it.prev} must be smaller than k={it.k}")
+            base = self.iterations.get(it.extends)
+            if it.extends != "it0" and (base is None or base.extends == name):
+                raise ValueError(f"iterations.{name}: extends={it.extends} is not another run (it0 = none)")
+            if base is not None and (base.k, base.prev) != (it.k, it.prev):
+                raise ValueError(f"iterations.{name}: extends={it.extends}, which has another k or prev")
+            if base is not None and base.scale >= it.scale:
+                raise ValueError(f"iterations.{name}: extends={it.extends}, which proposes as many or more")
         return self
 
 

@@ -8,6 +8,7 @@ from isara import schema
 from isara.config import Params
 from isara.generate import generate, token_counter
 from isara.icl import FitLog, answer_prompt, fit
+from isara.propose import part_seed, reused_rows
 
 
 def label(
@@ -20,8 +21,12 @@ def label(
     params: Params,
     k: int,
     ref: str = "",
+    done: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """Answer each proposed question with its retrieved neighbours as the conversation so far."""
+    """Answer each proposed question with its retrieved neighbours as the conversation so far.
+
+    With `done` (the labels of a run this one extends), its rows answer the first questions.
+    """
     cfg, fmt = params.label, params.model.chat_format
     by_id = {r["sample_id"]: (r["question"], r["answer"]) for r in pool.iter_rows(named=True)}
     count = token_counter(tokenizer)
@@ -36,7 +41,11 @@ def label(
         kept_ids.append(ids[:kept])
         kept_dists.append(ds[:kept])
     cut.report()
-    _, answers = generate(model, tokenizer, prompts, cfg, params.seed + k, fmt, f"label it{k}", model_key=ref)
+    what, questions = f"label it{k}", proposed["question"].to_list()
+    m = 0 if done is None else reused_rows(done, len(prompts), ref, what, question=questions, neighbor_ids=kept_ids)
+    seed = part_seed(params.seed + k, m)
+    _, answers = generate(model, tokenizer, prompts[m:], cfg, seed, fmt, what, model_key=ref)
+    answers = ([] if done is None else done["answer"].head(m).to_list()) + answers
     return proposed.with_columns(
         pl.Series("neighbor_ids", kept_ids, dtype=pl.List(pl.Utf8)),
         pl.Series("neighbor_dists", kept_dists, dtype=pl.List(pl.Float64)),

@@ -25,9 +25,13 @@ def main() -> None:
     )
     set_threads(params.model.threads)
     model, tok = load_model(paths.model(prev), params.model.trust_remote_code)
-    out = label(model, tok, proposed, pool, neighbors, dists, params, it.k, model_ref(paths.model(prev)))
+    done = schema.read(paths.data(it.extends) / "labeled.parquet", schema.LABELED)
+    out = label(model, tok, proposed, pool, neighbors, dists, params, it.k, model_ref(paths.model(prev)), done)
     schema.write(out, paths.data(run) / "labeled.parquet", schema.LABELED)
-    log.info("labelled %d questions with %d neighbours each", out.height, params.contexts)
+    log.info(
+        "labelled %d questions with %d neighbours each (%d answers from %s)",
+        *(out.height, params.contexts, done.height, it.extends),
+    )
 
 
 if __name__ == "__main__":

@@ -18,9 +18,14 @@ def main() -> None:
     pool = schema.read(paths.data(prev) / "pool.parquet", schema.POOL)
     set_threads(params.model.threads)
     model, tok = load_model(paths.model(prev), params.model.trust_remote_code)
-    out = propose(model, tok, pool, params, it.k, params.propose.n * it.scale, model_ref(paths.model(prev)))
+    done = schema.read(paths.data(it.extends) / "proposed.parquet", schema.PROPOSED)
+    n, ref = params.propose.n * it.scale, model_ref(paths.model(prev))
+    out = propose(model, tok, pool, params, it.k, n, ref, done)
     schema.write(out, paths.data(run) / "proposed.parquet", schema.PROPOSED)
-    log.info("read pool %s (%d pairs); wrote %d questions to %s", prev, pool.height, out.height, paths.data(run))
+    log.info(
+        "read pool %s (%d pairs); wrote %d questions to %s (%d of them from %s)",
+        *(prev, pool.height, out.height, paths.data(run), done.height, it.extends),
+    )
 
 
 if __name__ == "__main__":

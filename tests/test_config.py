@@ -76,7 +76,7 @@ def test_profile_keeps_base_values_not_defaults(tmp_path: Path) -> None:
     base["train"]["max_length"] = 333  # the model default is 384
     base_file, overlay = tmp_path / "base.yaml", tmp_path / "overlay.yaml"
     base_file.write_text(yaml.safe_dump(base), encoding="utf-8")
-    overlay.write_text("train: {epochs: 5}\niterations: {it1: {k: 1, prev: 0}}\n", encoding="utf-8")
+    overlay.write_text("train: {epochs: 5}\niterations: {it1: {k: 1, prev: 0, extends: it0}}\n", encoding="utf-8")
     result = isara("profile", overlay, "--base", base_file)
     assert result.returncode == 0, result.stderr
     merged = yaml.safe_load(result.stdout)
@@ -107,6 +107,15 @@ def _drop(key: str) -> Callable[[dict], None]:
     return lambda raw: raw.pop(key)
 
 
+def _drop_item(section: str, key: str) -> Callable[[dict], None]:
+    def mutate(raw: dict) -> None:
+        for part in section.split("."):
+            raw = raw[part]
+        raw.pop(key)
+
+    return mutate
+
+
 BAD_PARAMS = {
     "unknown top-level key": (_set("gama", 1.0), ["unknown key 'gama'"]),
     "unknown nested key": (_set("train.lrr", 1e-5), ["unknown key 'train.lrr'"]),
@@ -119,9 +128,16 @@ BAD_PARAMS = {
     "contexts too large": (_set("contexts", 65), ["contexts", "65"]),
     "out of range nested": (_set("data.n_xstest_eval", 251), ["data.n_xstest_eval", "251"]),
     "bad literal": (_set("model.chat_format", "llama"), ["model.chat_format", "'llama'"]),
-    "prev does not exist": (_set("iterations.it3", {"k": 3, "prev": 5}), ["iterations.it3", "prev=5"]),
-    "name does not match k": (_set("iterations.it3", {"k": 2, "prev": 1}), ["iterations.it3", "it2"]),
-    "prev not before k": (_set("iterations.it2", {"k": 2, "prev": 2}), ["iterations.it2", "prev=2"]),
+    "prev does not exist": (
+        _set("iterations.it3", {"k": 3, "prev": 5, "extends": "it0"}),
+        ["iterations.it3", "prev=5"],
+    ),
+    "name does not match k": (_set("iterations.it3", {"k": 2, "prev": 1, "extends": "it0"}), ["iterations.it3", "it2"]),
+    "prev not before k": (_set("iterations.it2", {"k": 2, "prev": 2, "extends": "it0"}), ["iterations.it2", "prev=2"]),
+    "extends missing": (_drop_item("iterations.it1", "extends"), ["iterations.it1.extends", "required"]),
+    "extends an unknown run": (_set("iterations.oneshot.extends", "it7"), ["iterations.oneshot", "extends=it7"]),
+    "extends a run of another k": (_set("iterations.oneshot.extends", "it2"), ["iterations.oneshot", "another k"]),
+    "extends a run as large": (_set("iterations.oneshot.scale", 1), ["iterations.oneshot", "as many or more"]),
     "missing section": (_drop("propose"), ["propose", "required"]),
 }
 

@@ -278,3 +278,71 @@ def test_training_resumes_from_its_checkpoint_to_the_same_weights(
     assert [h["loss"] for h in hist] == [h["loss"] for h in clean_hist]
     a, b = clean.state_dict(), resumed.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_batches_are_cut_where_padding_costs_more_than_a_batch() -> None:
+    from isara.generate import plan_batches
+
+    even = plan_batches([20] * 64, 32, 48)
+    assert [len(b) for b in even] == [32, 32]
+    lengths = [10] * 31 + [300]  # one long prompt would pad 31 short ones to 300 tokens
+    plan = plan_batches(lengths, 32, 48)
+    assert plan == [list(range(31)), [31]]
+    mixed = [int(x) for x in np.random.default_rng(0).integers(5, 400, size=100)]
+    plan = plan_batches(mixed, 16, 32)
+    flat = [i for b in plan for i in b]
+    assert sorted(flat) == list(range(100)) and all(1 <= len(b) <= 16 for b in plan)
+    assert [mixed[i] for i in flat] == sorted(mixed)  # batches follow the length order
+    assert plan_batches([], 8, 8) == []
+
+
+class _FakeGenerate:
+    """Stands in for generation: records each call and answers with text naming prompt and seed."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[str], int]] = []
+
+    def __call__(self, model, tokenizer, prompts, cfg, seed, fmt, desc, model_key=""):
+        self.calls.append((list(prompts), seed))
+        texts = [f"what about {schema.text_id(p, str(seed))} ?" for p in prompts]
+        return texts, texts
+
+
+class _WordTokenizer:
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": text.split()}
+
+
+def test_a_run_extending_another_reuses_its_rows_and_generates_only_the_rest(seed, monkeypatch) -> None:
+    """The one-shot baseline's first half is it1's output: same draws, same prompts, read not generated."""
+    from isara import label as label_mod
+    from isara import propose as propose_mod
+    from isara.errors import IsaraError
+
+    fake = _FakeGenerate()
+    monkeypatch.setattr(propose_mod, "generate", fake)
+    monkeypatch.setattr(label_mod, "generate", fake)
+    params, tok, pool = load_params(ROOT / "params.yaml"), _WordTokenizer(), merge.seed_pool(seed)
+    whole = propose_mod.propose(None, tok, pool, params, 1, 6, "m0")
+    first = propose_mod.propose(None, tok, pool, params, 1, 4, "m0")
+    fake.calls.clear()
+    extended = propose_mod.propose(None, tok, pool, params, 1, 6, "m0", done=first)
+    assert extended.head(4).equals(first)
+    assert extended["context_ids"].to_list() == whole["context_ids"].to_list()
+    (prompts, part_seed), *more = fake.calls
+    assert not more and len(prompts) == 2 and part_seed == propose_mod.part_seed(params.seed + 1, 4)
+    assert part_seed != params.seed + 1  # the new rows do not replay the extended run's sampling
+    with pytest.raises(IsaraError, match="another model"):
+        propose_mod.propose(None, tok, pool, params, 1, 6, "m1", done=first)
+    with pytest.raises(IsaraError, match="more than"):
+        propose_mod.propose(None, tok, pool, params, 1, 3, "m0", done=first)
+
+    ids = pool["sample_id"].to_list()
+    neighbors = [ids[i : i + 3] for i in range(6)]
+    dists = [[0.1, 0.2, 0.3]] * 6
+    done = label_mod.label(None, tok, extended.head(4), pool, neighbors[:4], dists[:4], params, 1, "m0")
+    fake.calls.clear()
+    labeled = label_mod.label(None, tok, extended, pool, neighbors, dists, params, 1, "m0", done=done)
+    assert labeled.head(4).equals(done) and len(fake.calls) == 1 and len(fake.calls[0][0]) == 2
+    with pytest.raises(IsaraError, match="another model, pool or seed"):
+        label_mod.label(None, tok, extended, pool, neighbors[::-1], dists, params, 1, "m0", done=done)

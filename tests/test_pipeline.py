@@ -94,6 +94,15 @@ def test_every_stage_ran_and_artifacts_match_their_schema(repo: Path) -> None:
     assert (repo / "report/index.md").is_file()
 
 
+def test_the_one_shot_baseline_starts_from_it1s_proposals_and_labels(repo: Path) -> None:
+    """The one-shot run reads its first half from it1 (same model, pool and draws) and makes the rest."""
+    for name, sch in (("proposed", schema.PROPOSED), ("labeled", schema.LABELED)):
+        it1, oneshot = (schema.read(repo / f"data/{run}/{name}.parquet", sch) for run in ("it1", "oneshot"))
+        assert oneshot.height == 2 * it1.height and oneshot.head(it1.height).equals(it1)
+    log = (repo / "repro.log").read_text()
+    assert "(8 of them from it1)" in log and "(8 answers from it1)" in log
+
+
 def test_tiny_metrics_pass_the_regression_gate(repo: Path) -> None:
     done = subprocess.run(
         [
