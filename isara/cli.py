@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,8 +25,12 @@ def setup_logging() -> None:
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage; a user-facing problem ends it with one line and exit status 1."""
     setup_logging()
+    start = time.perf_counter()
     try:
         main()
+        # Which stage is the largest is what a user sizing a machine asks: every stage says it.
+        peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux
+        logging.getLogger("isara").info("done in %.0f s, peak RSS %.2f GB", time.perf_counter() - start, peak_gb)
     except IsaraError as err:
         if "--debug" in sys.argv:
             raise

@@ -1,7 +1,8 @@
 """Generation: batched, length-sorted, left-padded vs one prompt at a time; bf16 vs fp32 agreement.
 
-Uses the prepared default model (models/it0) and real label prompts of the committed default run
-(data/it1/labeled.parquet + data/it0/pool.parquet). Run: make bench.
+Uses the prepared default model (models/it0), real label prompts of the committed default run
+(data/it1/labeled.parquet + data/it0/pool.parquet) and the default profile's label settings
+(params.yaml: new tokens, batch size, repetition penalty, n-gram block). Run: make bench.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from pathlib import Path
 import pytest
 
 from isara import schema
-from isara.config import GenerateParams
+from isara.config import load_params
 from isara.icl import answer_prompt
 
 ROOT = Path(__file__).resolve().parents[2]
-N_PROMPTS, NEW_TOKENS = 24, 32
+LABEL = load_params(ROOT / "params.yaml").label
+N_PROMPTS = LABEL.batch_size
 MIN_RATIO = 4.0  # batched new-tokens/s over one-at-a-time
 MIN_AGREEMENT = 0.95
 
@@ -44,7 +46,7 @@ def setup():
 def _run(model, tok, prompts, batch_size: int, bf16: bool = False) -> tuple[list[str], float, int]:
     from isara.generate import generate
 
-    cfg = GenerateParams(max_new_tokens=NEW_TOKENS, batch_size=batch_size, bf16=bf16)
+    cfg = LABEL.model_copy(update={"batch_size": batch_size, "bf16": bf16})
     start = time.perf_counter()
     raw, _ = generate(model, tok, prompts, cfg, 0, "chatml", f"bench b{batch_size}")
     seconds = time.perf_counter() - start
@@ -55,14 +57,14 @@ def _run(model, tok, prompts, batch_size: int, bf16: bool = False) -> tuple[list
 def test_batched_generation_speed_and_agreement(benchmark, setup) -> None:
     model, tok, prompts = setup
     single, single_s, single_tok = _run(model, tok, prompts, 1)
-    batched = benchmark.pedantic(lambda: _run(model, tok, prompts, 16), rounds=1, iterations=1)
+    batched = benchmark.pedantic(lambda: _run(model, tok, prompts, LABEL.batch_size), rounds=1, iterations=1)
     out, batched_s, batched_tok = batched
     agree = sum(a == b for a, b in zip(single, out, strict=True)) / len(prompts)
     ratio = (batched_tok / batched_s) / (single_tok / single_s)
     benchmark.extra_info.update(
-        input=f"{N_PROMPTS} default label prompts, {NEW_TOKENS} new tokens, greedy",
+        input=f"{N_PROMPTS} default label prompts, <= {LABEL.max_new_tokens} new tokens, greedy",
         baseline=f"one prompt at a time: {single_tok / single_s:.1f} new tok/s",
-        fast=f"batch 16, length-sorted, left-padded: {batched_tok / batched_s:.1f} new tok/s, "
+        fast=f"batch <= {LABEL.batch_size}, length-sorted, left-padded: {batched_tok / batched_s:.1f} new tok/s, "
         f"{agree:.0%} identical outputs",
         speed_ratio=ratio,
         agreement=agree,
@@ -76,12 +78,14 @@ def test_bf16_generation_speed_and_agreement(benchmark, setup) -> None:
     import copy
 
     model, tok, prompts = setup
-    fp32, fp32_s, fp32_tok = _run(model, tok, prompts, 16)
+    fp32, fp32_s, fp32_tok = _run(model, tok, prompts, LABEL.batch_size)
     bf = copy.deepcopy(model)
-    out, bf_s, bf_tok = benchmark.pedantic(lambda: _run(bf, tok, prompts, 16, bf16=True), rounds=1, iterations=1)
+    out, bf_s, bf_tok = benchmark.pedantic(
+        _run, args=(bf, tok, prompts, LABEL.batch_size), kwargs={"bf16": True}, rounds=1, iterations=1
+    )
     agree = sum(a == b for a, b in zip(fp32, out, strict=True)) / len(prompts)
     benchmark.extra_info.update(
-        input=f"{N_PROMPTS} default label prompts, {NEW_TOKENS} new tokens, greedy, batch 16",
+        input=f"{N_PROMPTS} default label prompts, <= {LABEL.max_new_tokens} new tokens, greedy, batch {LABEL.batch_size}",
         baseline=f"fp32: {fp32_tok / fp32_s:.1f} new tok/s",
         fast=f"bf16 weights: {bf_tok / bf_s:.1f} new tok/s, {agree:.0%} identical outputs",
         speed_ratio=(bf_tok / bf_s) / (fp32_tok / fp32_s),
