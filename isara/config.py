@@ -87,6 +87,10 @@ class TrainParams(Section):
     # Every this many steps the weights, optimizer state and loss log are saved under .isara/scratch;
     # a killed train stage resumes from the last one (0 = never). Each save writes ~3x the model size.
     checkpoint_every: int = Field(0, ge=0)
+    # Processes training together, each on its slice of every batch (DDP through accelerate); more
+    # than 1 reruns the stage under `accelerate launch`. Float sums then add up in another order.
+    processes: int = Field(1, ge=1)
+    accelerate_config: str | None = None  # accelerate config file: FSDP, DeepSpeed, machines; null = DDP here
 
 
 class EvaluateParams(GenerateParams):
@@ -113,6 +117,17 @@ class JudgeParams(Section):
     )
 
 
+class ScaleParams(Section):
+    """Where generation runs. None of it changes the data except vllm, a different engine."""
+
+    backend: Literal["transformers", "vllm", "ray"] = "transformers"  # ray: batches spread over actors
+    ray_engine: Literal["transformers", "vllm"] = "transformers"  # what each Ray actor runs
+    ray_address: str | None = None  # a cluster to join; None: RAY_ADDRESS, else a local instance
+    ray_actors: int = Field(2, ge=1)  # model replicas; each holds a whole copy of the weights
+    ray_threads: int = Field(0, ge=0)  # torch threads (Ray CPUs) per transformers actor; 0 = CPUs / actors
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)  # vLLM's share of a GPU (weights + KV cache)
+
+
 class Params(Section):
     seed: int = 0
     gamma: float = Field(1.0, ge=0)  # weight of generated samples vs seed (paper: 1)
@@ -127,6 +142,7 @@ class Params(Section):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams
     judge: JudgeParams = JudgeParams()
+    scale: ScaleParams = ScaleParams()
 
     @model_validator(mode="after")
     def _check_iterations(self) -> Params:

@@ -7,8 +7,9 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from tqdm import tqdm
 
@@ -88,27 +89,34 @@ def plan_batches(lengths: Sequence[int], max_rows: int, new_tokens: int) -> list
     return [order[a:b] for a, b in reversed(spans)]
 
 
-def generate(
-    model,
-    tokenizer,
-    prompts: Sequence[str],
-    cfg: GenerateParams,
-    seed: int,
-    fmt: str,
-    desc: str,
-    model_key: str = "",
-) -> tuple[list[str], list[str]]:
-    """Continue every prompt; returns (raw continuations, cleaned texts) in prompt order.
+def batch_seed(seed: int, b: int) -> int:
+    """Sampling seed of planned batch b: fixed by the global plan, not by the worker that runs it."""
+    return seed * 1_000_003 + b
 
-    With a model_key (the checkpoint's hash), finished batches persist under .isara/scratch until
-    the job completes, and a rerun after a crash regenerates only the unfinished ones.
+
+class Job(NamedTuple):
+    """One planned batch as any backend receives it: its index in the plan, token ids, seed."""
+
+    b: int
+    rows: list[list[int]]
+    seed: int
+
+
+class Engine:
+    """Generates planned batches outside this process's model (Ray actors, vLLM).
+
+    generate() accepts one in place of a model. Each batch comes with its own seed from the global
+    plan, so which worker runs which batch, and in what order, cannot change the texts.
     """
-    import torch
 
-    tokenizer.padding_side = "left"
-    enc = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    plan = plan_batches([len(e) for e in enc], cfg.batch_size, cfg.max_new_tokens)
-    raw: list[str] = [""] * len(prompts)
+    key = ""  # told apart in the scratch key when it writes other texts than transformers would
+
+    def run(self, jobs: list[Job], cfg: GenerateParams, fmt: str) -> Iterator[tuple[int, list[str]]]:
+        raise NotImplementedError
+
+
+def generate_kwargs(tokenizer, cfg: GenerateParams, fmt: str) -> dict:
+    """model.generate() arguments for a config: the same in this process and in every Ray actor."""
     kwargs = dict(
         max_new_tokens=cfg.max_new_tokens,
         do_sample=cfg.do_sample,
@@ -122,29 +130,88 @@ def generate(
         kwargs.update(temperature=cfg.temperature, top_p=cfg.top_p)
     else:
         kwargs.update(temperature=None, top_p=None, top_k=None)
-    model.eval()
-    if cfg.bf16:
-        model.to(torch.bfloat16)
-    scratch = Scratch(SCRATCH if model_key else None, model_key, cfg.model_dump_json(), fmt, str(seed), *prompts)
-    bar = tqdm(total=len(prompts), desc=desc, unit="prompt")
-    resumed = 0
+    return kwargs
+
+
+def run_batch(model, tokenizer, rows: list[list[int]], kwargs: dict, seed: int) -> list[str]:
+    """One planned batch, left-padded and seeded: the body every transformers backend runs."""
+    import torch
+
+    batch = tokenizer.pad({"input_ids": rows}, return_tensors="pt")
+    torch.manual_seed(seed)  # seeded per batch: a rerun, or another worker, samples the same text
     with torch.inference_mode():
-        for b, idx in enumerate(plan):
-            texts = scratch.get(b)
-            resumed += texts is not None
-            if texts is None:
-                batch = tokenizer.pad({"input_ids": [enc[i] for i in idx]}, return_tensors="pt")
-                torch.manual_seed(seed * 1_000_003 + b)  # seeded per batch: a rerun samples the same text
-                out = model.generate(**batch, **kwargs)
-                new = out[:, batch["input_ids"].shape[1] :]
-                texts = [tokenizer.decode(seq, skip_special_tokens=False) for seq in new]
-                scratch.put(b, texts)
-            for i, text in zip(idx, texts, strict=True):
-                raw[i] = text
-            bar.update(len(idx))
+        out = model.generate(**batch, **kwargs)
+    new = out[:, batch["input_ids"].shape[1] :]
+    return [tokenizer.decode(seq, skip_special_tokens=False) for seq in new]
+
+
+class Local(Engine):
+    """A transformers model in this process, one planned batch after another."""
+
+    def __init__(self, model, tokenizer) -> None:
+        self.model, self.tokenizer = model, tokenizer
+
+    def run(self, jobs: list[Job], cfg: GenerateParams, fmt: str) -> Iterator[tuple[int, list[str]]]:
+        import torch
+
+        self.tokenizer.padding_side = "left"
+        kwargs = generate_kwargs(self.tokenizer, cfg, fmt)
+        self.model.eval()
+        if cfg.bf16:
+            self.model.to(torch.bfloat16)
+        for job in jobs:
+            yield job.b, run_batch(self.model, self.tokenizer, job.rows, kwargs, job.seed)
+
+
+def generate(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    cfg: GenerateParams,
+    seed: int,
+    fmt: str,
+    desc: str,
+    model_key: str = "",
+) -> tuple[list[str], list[str]]:
+    """Continue every prompt; returns (raw continuations, cleaned texts) in prompt order.
+
+    `model` is a transformers model, or an Engine (isara.backends) that runs the batches elsewhere.
+    The batch plan and each batch's seed are computed here, once, for all prompts: an engine only
+    runs the batches it is handed, so splitting them over workers does not change the data.
+    With a model_key (the checkpoint's hash), finished batches persist under .isara/scratch until
+    the job completes, and a rerun after a crash regenerates only the unfinished ones.
+    """
+    engine = model if isinstance(model, Engine) else Local(model, tokenizer)
+    tokenizer.padding_side = "left"
+    enc = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    plan = plan_batches([len(e) for e in enc], cfg.batch_size, cfg.max_new_tokens)
+    raw: list[str] = [""] * len(prompts)
+    key = model_key + engine.key
+    scratch = Scratch(SCRATCH if model_key else None, key, cfg.model_dump_json(), fmt, str(seed), *prompts)
+    bar = tqdm(total=len(prompts), desc=desc, unit="prompt")
+
+    def fill(b: int, texts: list[str]) -> None:
+        for i, text in zip(plan[b], texts, strict=True):
+            raw[i] = text
+        bar.update(len(texts))
+
+    jobs = []
+    for b, idx in enumerate(plan):
+        texts = scratch.get(b)
+        if texts is None:
+            jobs.append(Job(b, [enc[i] for i in idx], batch_seed(seed, b)))
+        else:
+            fill(b, texts)
+    pending = {j.b for j in jobs}
+    for b, texts in engine.run(jobs, cfg, fmt):
+        scratch.put(b, texts)
+        fill(b, texts)
+        pending.discard(b)
     bar.close()
-    if resumed:
-        log.info("%s: resumed %d finished batch(es) from %s", desc, resumed, scratch.dir)
+    if pending:
+        raise RuntimeError(f"{desc}: the generation backend returned no texts for batches {sorted(pending)}")
+    if len(jobs) < len(plan):
+        log.info("%s: resumed %d finished batch(es) from %s", desc, len(plan) - len(jobs), scratch.dir)
     scratch.clear()
     end = FORMATS[fmt]["answer_end"]
     return raw, [clean(r.split(end)[0]) for r in raw]

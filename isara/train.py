@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ import polars as pl
 from tqdm import tqdm
 
 from isara.config import TrainParams
+from isara.distributed import Group, is_main, local_processes
 from isara.errors import IsaraError
 from isara.icl import FORMATS, answer_prompt
 
@@ -78,13 +81,14 @@ def collate(examples, pad_id: int):
 PLAIN_HEAD = ("llama", "mistral", "qwen2", "qwen3")
 
 
-def step_loss(model, ids, mask, labels, weights):
+def step_loss(model, ids, mask, labels, weights, n: float | None = None):
     """Mean answer-token loss of each example, scaled by its weight, averaged over the batch.
 
     Prompt and padding positions never need logits, and on CPU the vocabulary-wide logits of every
-    position are a large part of a step's time (~14% of the step here, BENCHMARKS.md).
+    position are a large part of a step's time (~14% of the step here, BENCHMARKS.md). A process
+    training on a slice of a batch passes `n` to divide by in place of the slice's size: the mean
+    is over the whole batch's examples, whatever their weights (isara/distributed.py).
     """
-    import torch
     import torch.nn.functional as F
 
     labels = labels[:, 1:]
@@ -96,9 +100,10 @@ def step_loss(model, ids, mask, labels, weights):
     else:
         logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1][keep]
     tok = F.cross_entropy(logits.float(), labels[keep], reduction="none")
-    per_example = torch.zeros(labels.shape[0], dtype=tok.dtype).index_add_(0, keep.nonzero()[:, 0], tok)
+    per_example = tok.new_zeros(labels.shape[0]).index_add_(0, keep.nonzero()[:, 0], tok)
     per_example = per_example / keep.sum(1).clamp(min=1)
-    return (per_example * weights).mean()
+    weighted = per_example * weights
+    return weighted.mean() if n is None else weighted.sum() / n
 
 
 def lora_wrap(model, cfg: TrainParams):
@@ -179,6 +184,19 @@ def load_checkpoint(folder: Path, model, opt) -> tuple[int, list[dict]]:
     return meta["step"], meta["history"]
 
 
+def _step(model, opt, examples: list, idx: np.ndarray, pad_id: int, bf16: bool) -> tuple[float, int]:
+    """One optimizer step on a planned batch in this process; (its loss, its tokens)."""
+    import torch
+
+    ids, mask, labels, weights = collate([examples[i] for i in idx], pad_id)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = step_loss(model, ids, mask, labels, weights)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.item(), int(mask.sum())
+
+
 def train(
     model,
     tokenizer,
@@ -193,9 +211,14 @@ def train(
 
     With a `checkpoints` folder and `cfg.checkpoint_every`, the state is saved there at that step
     interval and a rerun resumes from it: the result is the same as that of an uninterrupted run.
+    With cfg.processes > 1 this is one of the processes accelerate launched (isara/distributed.py).
     """
     import torch
 
+    group = Group(cfg) if cfg.processes > 1 else None
+    if group and checkpoints and cfg.checkpoint_every:
+        log.warning("train: checkpoint_every is not used with processes > 1; a killed run starts over")
+        checkpoints = None
     torch.manual_seed(seed + k)
     rng = np.random.default_rng(seed + k)
     examples = encode(tokenizer, data, fmt, cfg.max_length)
@@ -211,24 +234,17 @@ def train(
     plan = [b for _ in range(cfg.epochs) for b in batches(lengths, cfg.batch_size, rng)]
     log.info("training it%d: %d examples, %d steps, lr %.2e, %s", k, len(examples), len(plan), lr, cfg.method)
     done, history = load_checkpoint(checkpoints, model, opt) if checkpoints and cfg.checkpoint_every else (0, [])
-    bar = tqdm(plan[done:], desc=f"train it{k}", unit="step", initial=done, total=len(plan))
+    run = group.prepare(model, opt) if group else partial(_step, model, opt)
+    quiet = group is not None and not group.main
+    bar = tqdm(plan[done:], desc=f"train it{k}", unit="step", initial=done, total=len(plan), disable=quiet)
     for step, idx in enumerate(bar, start=done + 1):
-        ids, mask, labels, weights = collate([examples[i] for i in idx], tokenizer.pad_token_id)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-            loss = step_loss(model, ids, mask, labels, weights)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        history.append(
-            {
-                "step": step,
-                "epoch": 1 + (step - 1) * cfg.epochs // max(len(plan), 1),
-                "loss": round(loss.item(), 6),
-                "tokens": int(mask.sum()),
-            }
-        )
+        loss, tokens = run(examples, idx, tokenizer.pad_token_id, cfg.bf16)
+        epoch = 1 + (step - 1) * cfg.epochs // max(len(plan), 1)
+        history.append({"step": step, "epoch": epoch, "loss": round(loss, 6), "tokens": tokens})
         if checkpoints and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < len(plan):
             save_checkpoint(checkpoints, model, opt, step, history)
+    if group:
+        group.close()
     if cfg.method == "lora":
         model = model.merge_and_unload()
     model.eval()
@@ -261,7 +277,8 @@ def fit(params, init: Path, data: pl.DataFrame, k: int, out: Path, metrics_dir: 
     from isara.models import load_model, model_ref, save_model, set_threads
     from isara.paths import write_csv, write_json
 
-    set_threads(params.model.threads)
+    # 0 = all cores, shared by the training processes on this machine
+    set_threads(params.model.threads or max(1, (os.cpu_count() or 1) // local_processes(params.train)))
     model, tok = load_model(init, params.model.trust_remote_code)
     checkpoints = None
     if params.train.checkpoint_every:  # keyed by everything that decides the result
@@ -274,10 +291,11 @@ def fit(params, init: Path, data: pl.DataFrame, k: int, out: Path, metrics_dir: 
         raise IsaraError(
             f"train: no example with a positive weight and an answer within {params.train.max_length} tokens"
         )
-    save_model(model, tok, out)
     stats = summary(history, params.train.epochs)
-    write_csv(metrics_dir / "train_loss.csv", history)
-    write_json(metrics_dir / "train.json", stats)
-    if checkpoints:
-        shutil.rmtree(checkpoints, ignore_errors=True)  # the result is saved: the checkpoint is spent
+    if is_main(params.train):  # the other training processes hold the same weights and loss log
+        save_model(model, tok, out)
+        write_csv(metrics_dir / "train_loss.csv", history)
+        write_json(metrics_dir / "train.json", stats)
+        if checkpoints:
+            shutil.rmtree(checkpoints, ignore_errors=True)  # the result is saved: the checkpoint is spent
     return stats

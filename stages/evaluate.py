@@ -4,13 +4,13 @@ import argparse
 import logging
 from pathlib import Path
 
-from isara import paths, schema
+from isara import backends, paths, schema
 from isara.cli import run_stage
 from isara.config import load_params
 from isara.evaluate import answer, check_prompts, sample_prompts, score, summarize
 from isara.icl_baselines import examples_for
 from isara.judges import Judges
-from isara.models import load_model, model_ref, set_threads
+from isara.models import model_ref, set_threads
 
 log = logging.getLogger("evaluate")
 
@@ -30,7 +30,7 @@ def main() -> None:
         seed = schema.read(params.data.seed_file, schema.SEED)
         examples = examples_for(prompts["prompt"].to_list(), seed, args.icl, params)
     set_threads(params.model.threads)
-    model, tok = load_model(Path(args.model), params.model.trust_remote_code)
+    model, tok = backends.load(Path(args.model), params)  # scale.backend: here, vLLM or Ray
     answers = answer(model, tok, prompts, params, examples, model_ref(Path(args.model)))
     gen = score(args.name, prompts, answers, judges)
     schema.write(gen, Path("data/eval") / f"{args.name}.parquet", schema.GENERATIONS)

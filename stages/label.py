@@ -2,11 +2,11 @@
 
 import logging
 
-from isara import embed, index, paths, schema
+from isara import backends, embed, index, paths, schema
 from isara.cli import run_arg, run_stage
 from isara.config import load_params
 from isara.label import label
-from isara.models import load_model, model_ref, set_threads
+from isara.models import model_ref, set_threads
 
 log = logging.getLogger("label")
 
@@ -24,7 +24,7 @@ def main() -> None:
         paths.data(run) / "index.ann", ids, vectors.shape[1], params.index.metric, vectors, params.contexts
     )
     set_threads(params.model.threads)
-    model, tok = load_model(paths.model(prev), params.model.trust_remote_code)
+    model, tok = backends.load(paths.model(prev), params)  # scale.backend: here, vLLM or Ray
     done = schema.read(paths.data(it.extends) / "labeled.parquet", schema.LABELED)
     out = label(model, tok, proposed, pool, neighbors, dists, params, it.k, model_ref(paths.model(prev)), done)
     schema.write(out, paths.data(run) / "labeled.parquet", schema.LABELED)

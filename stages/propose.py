@@ -2,10 +2,10 @@
 
 import logging
 
-from isara import paths, schema
+from isara import backends, paths, schema
 from isara.cli import run_arg, run_stage
 from isara.config import load_params
-from isara.models import load_model, model_ref, set_threads
+from isara.models import model_ref, set_threads
 from isara.propose import propose
 
 log = logging.getLogger("propose")
@@ -17,7 +17,7 @@ def main() -> None:
     it, prev = paths.spec(params, run)
     pool = schema.read(paths.data(prev) / "pool.parquet", schema.POOL)
     set_threads(params.model.threads)
-    model, tok = load_model(paths.model(prev), params.model.trust_remote_code)
+    model, tok = backends.load(paths.model(prev), params)  # scale.backend: here, vLLM or Ray
     done = schema.read(paths.data(it.extends) / "proposed.parquet", schema.PROPOSED)
     n, ref = params.propose.n * it.scale, model_ref(paths.model(prev))
     out = propose(model, tok, pool, params, it.k, n, ref, done)

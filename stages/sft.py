@@ -8,6 +8,7 @@ import polars as pl
 from isara import paths, schema
 from isara.cli import run_stage
 from isara.config import load_params
+from isara.distributed import relaunch
 from isara.merge import seed_pool
 from isara.train import fit
 
@@ -16,6 +17,7 @@ log = logging.getLogger("sft")
 
 def main() -> None:
     params = load_params()
+    relaunch(params.train)  # train.processes > 1: this stage again, under accelerate
     seed = schema.read(params.data.seed_file, schema.SEED)
     data = seed_pool(seed).with_columns(pl.lit(1.0).alias("weight"))
     stats = fit(params, paths.model("it0"), data, 1, Path("models/sft"), Path("metrics/sft"))

@@ -5,6 +5,7 @@ import logging
 from isara import paths, schema
 from isara.cli import run_arg, run_stage
 from isara.config import load_params
+from isara.distributed import relaunch
 from isara.train import fit
 
 log = logging.getLogger("train")
@@ -14,6 +15,7 @@ def main() -> None:
     run = run_arg(__doc__)
     params = load_params()
     it, prev = paths.spec(params, run)
+    relaunch(params.train)  # train.processes > 1: this stage again, under accelerate
     data = schema.read(paths.data(run) / "train.parquet", schema.TRAIN)
     stats = fit(params, paths.model(prev), data, it.k, paths.model(run), paths.metrics(run))
     log.info(

@@ -1,0 +1,132 @@
+"""Step 7 on several processes: the train stage reruns itself under Hugging Face accelerate.
+
+Every process plans the same global batches (same seed), trains on its slice of each, and DDP
+averages the gradients, so a step sees the examples and takes the update of the single-process
+run, up to the order in which floats are summed. DDP / FSDP / DeepSpeed are accelerate's configs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import subprocess
+import sys
+
+import numpy as np
+
+from isara.config import TrainParams
+from isara.errors import IsaraError
+
+log = logging.getLogger(__name__)
+
+# Set in every process torchrun starts (and by accelerate for MPI ones): this one was launched.
+LAUNCHED = ("LOCAL_RANK", "WORLD_SIZE")
+
+
+def launch_command(cfg: TrainParams, argv: list[str]) -> list[str]:
+    """`accelerate launch` running `argv` (a stage and its arguments) in cfg.processes processes."""
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(cfg.processes)]
+    if cfg.accelerate_config:
+        return [*cmd, "--config_file", cfg.accelerate_config, *argv]
+    # accelerate's --cpu starts one process and leaves the others to mpirun; its torchrun launcher
+    # (--multi_gpu) starts them all, and without a GPU they join over gloo (Group below). The other
+    # flags are the defaults accelerate would otherwise warn about; port 0 = a free one.
+    local = ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    return [*cmd, *local, "--main_process_port", "0", *argv]
+
+
+def relaunch(cfg: TrainParams) -> None:
+    """With cfg.processes > 1, run this stage again under accelerate and exit with it."""
+    if cfg.processes == 1 or any(v in os.environ for v in LAUNCHED):
+        return
+    cmd = launch_command(cfg, sys.argv)
+    log.info("training in %d processes: %s", cfg.processes, shlex.join(cmd))
+    status = subprocess.run(cmd).returncode
+    if status:
+        raise IsaraError(f"train: the {cfg.processes} training processes failed (exit status {status}), see above")
+    sys.exit(0)
+
+
+def is_main(cfg: TrainParams) -> bool:
+    """The process that writes outputs: rank 0, or the only one (whatever RANK a shell exports)."""
+    return cfg.processes == 1 or os.environ.get("RANK", "0") == "0"
+
+
+def local_processes(cfg: TrainParams) -> int:
+    """Training processes on this machine, which share its cores."""
+    return 1 if cfg.processes == 1 else int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+
+
+def shard(idx: np.ndarray, rank: int, world: int) -> tuple[np.ndarray, bool]:
+    """This rank's contiguous slice of a planned batch, and whether it is real.
+
+    A batch smaller than the process count leaves some ranks nothing; they run its first example
+    at weight 0, because every rank must take part in each gradient average.
+    """
+    mine = np.array_split(idx, world)[rank]
+    return (mine, True) if len(mine) else (idx[:1], False)
+
+
+def _batch_loss(model):
+    """step_loss as a module's forward: DDP averages the gradients only of work done inside its
+    wrapper's forward, and step_loss calls the decoder and the head directly."""
+    import torch
+
+    from isara.train import step_loss
+
+    class BatchLoss(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, ids, mask, labels, weights, n: float):
+            return step_loss(self.model, ids, mask, labels, weights, n)
+
+    return BatchLoss()
+
+
+class Group:
+    """This process's place among the training processes, and one step of a batch on all of them."""
+
+    def __init__(self, cfg: TrainParams) -> None:
+        import torch
+        from accelerate import Accelerator
+
+        self.acc = Accelerator(cpu=not torch.cuda.is_available())
+        self.rank, self.world, self.main = self.acc.process_index, self.acc.num_processes, self.acc.is_main_process
+        if self.world != cfg.processes:
+            raise IsaraError(
+                f"train.processes={cfg.processes}, but {self.world} process(es) were launched: run the train "
+                "stage itself, which launches them"
+            )
+        if not self.main:  # the main process reports for all: the others hold the same numbers
+            logging.getLogger().setLevel(logging.ERROR)
+
+    def prepare(self, model, opt):
+        """Wrap model and optimizer (DDP, or what the accelerate config asks for); returns self.step."""
+        self.net, self.opt = self.acc.prepare(_batch_loss(model), opt)
+        return self.step
+
+    def step(self, examples: list, idx: np.ndarray, pad_id: int, bf16: bool) -> tuple[float, int]:
+        """One optimizer step on a planned batch; (the whole batch's loss, its tokens)."""
+        import torch
+
+        from isara.train import collate
+
+        mine, real = shard(idx, self.rank, self.world)
+        ids, mask, labels, weights = (t.to(self.acc.device) for t in collate([examples[i] for i in mine], pad_id))
+        weights = weights if real else torch.zeros_like(weights)
+        with torch.autocast(self.acc.device.type, dtype=torch.bfloat16, enabled=bf16):
+            # len(idx) / world: DDP divides the summed gradients by world, so each rank's weighted
+            # sum over len(idx) examples makes the average that of the whole batch's mean.
+            loss = self.net(ids, mask, labels, weights, len(idx) / self.world)
+        self.opt.zero_grad(set_to_none=True)
+        self.acc.backward(loss)
+        self.opt.step()
+        part = torch.stack([loss.detach().float() / self.world, mask.sum().float() * real])
+        total, tokens = self.acc.reduce(part, "sum").tolist()
+        return total, int(tokens)
+
+    def close(self) -> None:
+        self.acc.end_training()  # leaves the process group, which torch warns about otherwise

@@ -1,0 +1,184 @@
+"""Generation backends: the vLLM mapping and its errors, and Ray writing what transformers writes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from isara import backends, schema
+from isara.config import GenerateParams, ScaleParams, load_params, parse_params
+from isara.errors import IsaraError
+from isara.generate import batch_seed
+from tests.conftest import REPO, base_params, error_line
+
+HAS_VLLM = importlib.util.find_spec("vllm") is not None
+# Every SamplingParams field sampling_kwargs may set (vllm 0.30.0, vllm/sampling_params.py).
+VLLM_FIELDS = {"n", "max_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "stop_token_ids", "seed"}
+VLLM_FIELDS |= {"skip_special_tokens"}
+
+
+def test_scale_params_default_to_transformers_and_refuse_unknown_values() -> None:
+    assert load_params(REPO / "params.yaml").scale == ScaleParams()
+    raw = base_params()
+    raw["scale"] = {"backend": "spark"}
+    with pytest.raises(IsaraError, match=r"scale\.backend"):
+        parse_params(raw)
+    raw["scale"] = {"ray_actor": 2}
+    with pytest.raises(IsaraError, match=r"unknown key 'scale\.ray_actor'"):
+        parse_params(raw)
+
+
+def test_greedy_and_sampled_configs_map_onto_vllm_sampling_params() -> None:
+    greedy = GenerateParams(max_new_tokens=64, repetition_penalty=1.2)
+    kw = backends.sampling_kwargs(greedy, [2, 7], 50, 123)
+    assert kw == {
+        "n": 1,
+        "max_tokens": 64,
+        "repetition_penalty": 1.2,
+        "stop_token_ids": [2, 7],
+        "seed": 123,
+        "skip_special_tokens": False,
+        "temperature": 0.0,  # vLLM's greedy decoding
+    }
+    sampled = GenerateParams(max_new_tokens=40, do_sample=True, temperature=0.9, top_p=0.95)
+    kw = backends.sampling_kwargs(sampled, [2], 50, 5)
+    assert (kw["temperature"], kw["top_p"], kw["top_k"], kw["seed"]) == (0.9, 0.95, 50, 5)
+    assert set(kw) <= VLLM_FIELDS
+    if HAS_VLLM:
+        from vllm import SamplingParams
+
+        assert SamplingParams(**kw).top_k == 50
+
+
+def test_what_vllm_cannot_do_fails_on_one_line_naming_the_key() -> None:
+    with pytest.raises(IsaraError, match=r"num_beams=5 needs beam search"):
+        backends.sampling_kwargs(GenerateParams(max_new_tokens=8, num_beams=5), [2], 50, 0)
+    with pytest.raises(IsaraError, match=r"no_repeat_ngram_size=10 has no vLLM equivalent"):
+        backends.check_vllm(GenerateParams(max_new_tokens=8, no_repeat_ngram_size=10))
+
+
+def test_vllm_top_k_and_seeds_follow_the_transformers_path(tmp_path: Path) -> None:
+    assert backends.top_k(tmp_path) == 50  # no generation config: transformers' default
+    (tmp_path / "generation_config.json").write_text(json.dumps({"top_k": 20}))
+    assert backends.top_k(tmp_path) == 20
+    seeds = {backends.row_seed(batch_seed(7, b), r) for b in range(50) for r in range(64)}
+    assert len(seeds) == 50 * 64  # every row of every planned batch samples apart
+
+
+@pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed here")
+def test_a_stage_asking_for_vllm_without_it_stops_on_one_line(tmp_path: Path) -> None:
+    import random
+
+    from isara.data import safety_seed
+    from isara.merge import seed_pool
+
+    raw = base_params()
+    raw["scale"] = {"backend": "vllm"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    params = load_params(tmp_path / "params.yaml")
+    seed = safety_seed(REPO / "data/raw", params.data, set(), random.Random(0)).head(4)
+    schema.write(seed_pool(seed), tmp_path / "data/it0/pool.parquet", schema.POOL)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "stages/propose.py"), "--run", "it1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    line = error_line(done)
+    assert line == "isara: error: scale.backend=vllm: vLLM is not installed (pip install 'isara[vllm]')"
+
+
+# --- the real model on a local Ray instance ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    from isara.models import convert_base
+
+    out = tmp_path_factory.mktemp("models") / "it0"
+    convert_base("smollm2", out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local 2-CPU instance for the module's Ray runs (each run would otherwise start its own)."""
+    import ray
+
+    assert backends.connect(ScaleParams())
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sampled", [False, True], ids=["greedy", "sampled"])
+def test_ray_actors_write_the_texts_this_process_writes(base: Path, local_ray, sampled: bool) -> None:
+    import torch
+
+    from isara.generate import generate
+    from isara.icl import answer_prompt
+    from isara.models import load_model
+
+    torch.set_num_threads(2)  # the stages' default here: model.threads 0 = both cores
+    model, tok = load_model(base)
+    questions = ["Why is the sky blue?", "Name a fruit.", "How do I stay calm before an exam? Give two tips."]
+    questions += ["What is 2 + 2?", "Write one sentence about the sea and one about mountains.", "Hi"]
+    prompts = [
+        answer_prompt([("Is water wet?", "Yes, water makes things wet.")] * (i % 3), q, "chatml")
+        for i, q in enumerate(questions)
+    ]
+    cfg = GenerateParams(max_new_tokens=12, batch_size=2, do_sample=sampled, temperature=0.9, top_p=0.95)
+    here = generate(model, tok, prompts, cfg, 3, "chatml", "here")
+    engine = backends.Ray(base, ScaleParams(backend="ray", ray_actors=2), False)
+    there = generate(engine, backends.load_tokenizer(base), prompts, cfg, 3, "chatml", "ray")
+    assert there == here and all(here[1])
+
+
+# --- a stage of the tiny pipeline, both backends -------------------------------------------------
+
+
+def sh(cmd: str, cwd: Path) -> str:
+    done = subprocess.run(cmd, shell=True, cwd=cwd, capture_output=True, text=True)
+    assert done.returncode == 0, f"{cmd} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_ray_backend_stages_write_the_default_backends_bytes(tmp_path: Path) -> None:
+    """propose@it1 and label@it1 of the tiny profile: scale.backend ray rewrites the same parquet files."""
+    for name in (
+        "isara",
+        "stages",
+        "profiles",
+        "dvc.yaml",
+        "params.yaml",
+        ".dvc/config",
+        ".dvc/.gitignore",
+        ".dvcignore",
+    ):
+        src = REPO / name
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    shutil.copytree(REPO / "data/raw", tmp_path / "data/raw")
+    sh("isara profile profiles/tiny.yaml --out params.yaml", tmp_path)
+    sh("git init -q && git add -A && git -c user.email=ci@isara -c user.name=ci commit -qm tiny", tmp_path)
+    sh("dvc repro label@it1", tmp_path)
+    outs = [tmp_path / "data/it1/proposed.parquet", tmp_path / "data/it1/labeled.parquet"]
+    default = [f.read_bytes() for f in outs]
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text(encoding="utf-8"))
+    params["scale"]["backend"] = "ray"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    for f in outs:
+        f.unlink()
+    sh(f"{sys.executable} stages/propose.py --run it1 && {sys.executable} stages/label.py --run it1", tmp_path)
+    assert [f.read_bytes() for f in outs] == default
+    assert pl.read_parquet(outs[1])["answer"].str.len_chars().min() > 0
