@@ -120,8 +120,8 @@ def local_ray():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sampled", [False, True], ids=["greedy", "sampled"])
-def test_ray_actors_write_the_texts_this_process_writes(base: Path, local_ray, sampled: bool) -> None:
+def test_ray_actors_write_the_texts_this_process_writes(base: Path, local_ray) -> None:
+    """Sampled, so each batch's seed matters; greedy decoding is covered by the label stage below."""
     import torch
 
     from isara.generate import generate
@@ -136,7 +136,7 @@ def test_ray_actors_write_the_texts_this_process_writes(base: Path, local_ray, s
         answer_prompt([("Is water wet?", "Yes, water makes things wet.")] * (i % 3), q, "chatml")
         for i, q in enumerate(questions)
     ]
-    cfg = GenerateParams(max_new_tokens=12, batch_size=2, do_sample=sampled, temperature=0.9, top_p=0.95)
+    cfg = GenerateParams(max_new_tokens=12, batch_size=2, do_sample=True, temperature=0.9, top_p=0.95)
     here = generate(model, tok, prompts, cfg, 3, "chatml", "here")
     engine = backends.Ray(base, ScaleParams(backend="ray", ray_actors=2), False)
     there = generate(engine, backends.load_tokenizer(base), prompts, cfg, 3, "chatml", "ray")
