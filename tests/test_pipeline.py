@@ -154,35 +154,51 @@ def test_gamma_experiment_reruns_only_downstream_of_merge(repo: Path) -> None:
 
 
 def test_killed_generation_resumes_without_regenerating(repo: Path) -> None:
-    """SIGKILL propose@oneshot after its first batch is persisted; the rerun reuses it, same bytes."""
+    """SIGKILL propose@oneshot after its first batch is persisted; the rerun reuses it, same bytes.
+
+    The tiny profile makes its 8 new one-shot questions in one batch; batches of 4 give the kill a
+    finished batch to leave behind. params.yaml, dvc.lock and the output are restored afterwards.
+    """
     import os
     import signal
     import time
 
-    target = repo / "data/oneshot/proposed.parquet"
-    clean = target.read_bytes()
+    import yaml
+
+    target, params_file = repo / "data/oneshot/proposed.parquet", repo / "params.yaml"
+    original = params_file.read_text(encoding="utf-8")
+    params = yaml.safe_load(original)
+    params["propose"]["batch_size"] = 4
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     scratch = repo / ".isara/scratch"
-    # dvc is our own child (no shell between), so wait() reaps it after the kill: a zombie would
-    # still hold DVC's PID-based stage lock where PID 1 does not reap orphans (as in containers).
-    proc = subprocess.Popen(
-        ["dvc", "repro", "--force", "--single-item", "propose@oneshot"],
-        cwd=repo,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.time() + 600
-    while time.time() < deadline and not list(scratch.glob("*/batch00000.json")):
-        assert proc.poll() is None, "stage finished before it could be killed"
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert list(scratch.glob("*/batch00000.json")), "no finished batch was persisted"
-    # DVC may keep the previous output when its command is killed; force the stage to run again.
-    out = sh("dvc repro --force --single-item propose@oneshot", repo)
-    assert "resumed 1 finished batch" in out
-    assert target.read_bytes() == clean
-    assert not list(scratch.glob("*/*.json")), "scratch is cleared after a finished job"
+    try:
+        sh("dvc repro --single-item propose@oneshot", repo)  # the uninterrupted result at this batch size
+        clean = target.read_bytes()
+        # dvc is our own child (no shell between), so wait() reaps it after the kill: a zombie would
+        # still hold DVC's PID-based stage lock where PID 1 does not reap orphans (as in containers).
+        proc = subprocess.Popen(
+            ["dvc", "repro", "--force", "--single-item", "propose@oneshot"],
+            cwd=repo,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.time() + 600
+        while time.time() < deadline and not list(scratch.glob("*/batch00000.json")):
+            assert proc.poll() is None, "stage finished before it could be killed"
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert list(scratch.glob("*/batch00000.json")), "no finished batch was persisted"
+        # DVC may keep the previous output when its command is killed; force the stage to run again.
+        out = sh("dvc repro --force --single-item propose@oneshot", repo)
+        assert "resumed 1 finished batch" in out
+        assert target.read_bytes() == clean
+        assert not list(scratch.glob("*/*.json")), "scratch is cleared after a finished job"
+    finally:
+        params_file.write_text(original, encoding="utf-8")
+        sh("git checkout -q dvc.lock && dvc checkout -q --force propose@oneshot", repo)
+    assert "up to date" in sh("dvc status", repo).lower()
 
 
 def test_a_domain_of_ones_own_runs_through_the_readme_steps(repo: Path) -> None:
