@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -42,3 +43,31 @@ def seed_params(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("params") / "params.yaml"
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The packaged base model converted once per test session (models/it0 as prepare_model writes it)."""
+    from isara.models import convert_base
+
+    out = tmp_path_factory.mktemp("models") / "it0"
+    convert_base("smollm2", out)
+    return out
+
+
+def copy_project(dst: Path) -> None:
+    """What a pipeline run needs of this checkout (code, pipeline, params, raw data), copied into dst."""
+    for name in (
+        "isara",
+        "stages",
+        "profiles",
+        "dvc.yaml",
+        "params.yaml",
+        ".dvc/config",
+        ".dvc/.gitignore",
+        ".dvcignore",
+    ):
+        src = REPO / name
+        (dst / name).parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dst / name)
+    shutil.copytree(REPO / "data/raw", dst / "data/raw")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from isara import backends, schema
 from isara.config import GenerateParams, ScaleParams, load_params, parse_params
 from isara.errors import IsaraError
 from isara.generate import batch_seed
-from tests.conftest import REPO, base_params, error_line
+from tests.conftest import REPO, base_params, copy_project, error_line
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 # Every SamplingParams field sampling_kwargs may set (vllm 0.30.0, vllm/sampling_params.py).
@@ -101,15 +100,6 @@ def test_a_stage_asking_for_vllm_without_it_stops_on_one_line(tmp_path: Path) ->
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
-    from isara.models import convert_base
-
-    out = tmp_path_factory.mktemp("models") / "it0"
-    convert_base("smollm2", out)
-    return out
-
-
-@pytest.fixture(scope="module")
 def local_ray():
     """One local 2-CPU instance for the module's Ray runs (each run would otherwise start its own)."""
     import ray
@@ -155,20 +145,7 @@ def sh(cmd: str, cwd: Path) -> str:
 @pytest.mark.slow
 def test_ray_backend_stages_write_the_default_backends_bytes(tmp_path: Path) -> None:
     """propose@it1 and label@it1 of the tiny profile: scale.backend ray rewrites the same parquet files."""
-    for name in (
-        "isara",
-        "stages",
-        "profiles",
-        "dvc.yaml",
-        "params.yaml",
-        ".dvc/config",
-        ".dvc/.gitignore",
-        ".dvcignore",
-    ):
-        src = REPO / name
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
-    shutil.copytree(REPO / "data/raw", tmp_path / "data/raw")
+    copy_project(tmp_path)
     sh("isara profile profiles/tiny.yaml --out params.yaml", tmp_path)
     sh("git init -q && git add -A && git -c user.email=ci@isara -c user.name=ci commit -qm tiny", tmp_path)
     sh("dvc repro label@it1", tmp_path)

@@ -88,15 +88,6 @@ def test_slice_losses_average_to_the_batch_loss() -> None:
     )
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
-    from isara.models import convert_base
-
-    out = tmp_path_factory.mktemp("models") / "it0"
-    convert_base("smollm2", out)
-    return out
-
-
 def train_stage(base: Path, folder: Path, processes: int) -> tuple[pl.DataFrame, list[list[str]], str]:
     """The real train stage in a workspace of its own: (loss log, watched writes, stderr)."""
     import random

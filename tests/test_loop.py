@@ -17,15 +17,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
-    from isara.models import convert_base
-
-    out = tmp_path_factory.mktemp("models") / "it0"
-    convert_base("smollm2", out)
-    return out
-
-
-@pytest.fixture(scope="module")
 def seed() -> pl.DataFrame:
     import random
 

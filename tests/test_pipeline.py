@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from isara import schema
+from tests.conftest import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = ROOT / "metrics/baselines/tiny"
@@ -51,20 +52,7 @@ def ran(output: str) -> set[str]:
 def repo(tmp_path_factory) -> Path:
     """A fresh git + DVC copy of the project, tiny profile, reproduced once."""
     dst = tmp_path_factory.mktemp("repo")
-    for name in (
-        "isara",
-        "stages",
-        "profiles",
-        "dvc.yaml",
-        "params.yaml",
-        ".dvc/config",
-        ".dvc/.gitignore",
-        ".dvcignore",
-    ):
-        src = ROOT / name
-        (dst / name).parent.mkdir(parents=True, exist_ok=True)
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, dst / name)
-    shutil.copytree(ROOT / "data/raw", dst / "data/raw")
+    copy_project(dst)
     sh("isara profile profiles/tiny.yaml --out params.yaml", dst)
     if (BASELINE / "summary.json").is_file():  # committed first, so `dvc metrics diff` shows what moved
         (dst / "metrics").mkdir()
