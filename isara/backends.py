@@ -30,13 +30,13 @@ def load(folder: Path, params: Params):
     """
     scale, trust = params.scale, params.model.trust_remote_code
     if scale.backend == "transformers":
-        return load_model(folder, trust)
+        return load_model(folder, trust, params.model.device)
     if scale.backend == "ray":
         _require("ray", "ray", "Ray")
     if "vllm" in (scale.backend, scale.ray_engine if scale.backend == "ray" else ""):
         _require("vllm", "vllm", "vLLM")
     tok = load_tokenizer(folder, trust)
-    engine = Vllm(folder, scale, trust) if scale.backend == "vllm" else Ray(folder, scale, trust)
+    engine = Vllm(folder, scale, trust) if scale.backend == "vllm" else Ray(folder, scale, trust, params.model.device)
     return engine, tok
 
 
@@ -159,7 +159,9 @@ class Vllm(Engine):
 class Replica:
     """One model copy in a Ray actor: runs planned batches with the same code as this process."""
 
-    def __init__(self, folder: str, scale: ScaleParams, cfg: GenerateParams, fmt: str, threads: int, trust: bool):
+    def __init__(
+        self, folder: str, scale: ScaleParams, cfg: GenerateParams, fmt: str, threads: int, trust: bool, device: str
+    ):
         for noisy in ("transformers", "vllm"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         self.cfg, self.fmt = cfg, fmt
@@ -169,7 +171,8 @@ class Replica:
             import torch
 
             torch.set_num_threads(threads)  # actors x threads <= cores: none waits on another's thread
-            self.engine = Local(*load_model(folder, trust))
+            # Ray gives a GPU actor its own card as cuda:0 (CUDA_VISIBLE_DEVICES)
+            self.engine = Local(*load_model(folder, trust, "cuda" if device.startswith("cuda") else "cpu"))
 
     def __call__(self, batch: dict) -> dict:
         jobs = [Job(int(b), *json.loads(j)) for b, j in zip(batch["b"], batch["job"], strict=True)]
@@ -180,9 +183,10 @@ class Replica:
 class Ray(Engine):
     """Ray Data map_batches over an actor pool, one planned batch per call, each actor one replica."""
 
-    def __init__(self, folder: Path, scale: ScaleParams, trust_remote_code: bool = False) -> None:
+    def __init__(self, folder: Path, scale: ScaleParams, trust_remote_code: bool = False, device: str = "cpu") -> None:
         # Actors run elsewhere: an absolute path, which on a cluster must be shared storage.
         self.folder, self.scale, self.trust = str(Path(folder).resolve()), scale, trust_remote_code
+        self.device = device  # model.device: a transformers actor on cuda asks Ray for a GPU
         self.key = "+vllm" if scale.ray_engine == "vllm" else ""  # Ray itself changes no text
 
     def run(self, jobs: list[Job], cfg: GenerateParams, fmt: str) -> Iterator[tuple[int, list[str]]]:
@@ -195,6 +199,7 @@ class Ray(Engine):
         started = connect(self.scale)
         try:
             vllm = self.scale.ray_engine == "vllm"
+            gpu = vllm or self.device.startswith("cuda")
             threads = 1 if vllm else self.scale.ray_threads or max(1, cpus() // self.scale.ray_actors)
             # Longest batches first, so no actor is left with a long one at the end; order is not data.
             jobs = sorted(jobs, key=lambda j: -sum(map(len, j.rows)))
@@ -202,12 +207,18 @@ class Ray(Engine):
             out = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
                 Replica,
                 fn_constructor_kwargs=dict(
-                    folder=self.folder, scale=self.scale, cfg=cfg, fmt=fmt, threads=threads, trust=self.trust
+                    folder=self.folder,
+                    scale=self.scale,
+                    cfg=cfg,
+                    fmt=fmt,
+                    threads=threads,
+                    trust=self.trust,
+                    device=self.device,
                 ),
                 batch_size=1,
                 compute=ray.data.ActorPoolStrategy(size=min(self.scale.ray_actors, len(jobs))),
                 num_cpus=threads,
-                num_gpus=1 if vllm else 0,
+                num_gpus=1 if gpu else 0,
             )
             for row in out.iter_rows():  # as actors finish, in no fixed order: generate() sorts by index
                 yield int(row["b"]), json.loads(row["texts"])

@@ -44,6 +44,9 @@ class ModelParams(Section):
     chat_format: Literal["chatml", "plain"] = "chatml"  # plain Q/A turns for base models without a template
     trust_remote_code: bool = False
     threads: int = Field(0, ge=0)  # 0 = all cores
+    # Where generation and training run: cpu, or cuda / cuda:N on a GPU machine. A stage param: a GPU's
+    # kernels give other floats than the CPU's, so the artifacts are those of the device named here.
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$")
 
 
 class GenerateParams(Section):

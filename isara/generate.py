@@ -137,7 +137,7 @@ def run_batch(model, tokenizer, rows: list[list[int]], kwargs: dict, seed: int) 
     """One planned batch, left-padded and seeded: the body every transformers backend runs."""
     import torch
 
-    batch = tokenizer.pad({"input_ids": rows}, return_tensors="pt")
+    batch = tokenizer.pad({"input_ids": rows}, return_tensors="pt").to(model.device)
     torch.manual_seed(seed)  # seeded per batch: a rerun, or another worker, samples the same text
     with torch.inference_mode():
         out = model.generate(**batch, **kwargs)

@@ -19,8 +19,8 @@ import polars as pl
 
 from isara import judge_data
 from isara.config import Params
+from isara.embed import encode
 from isara.errors import IsaraError
-from isara.models import load_embedder
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +28,11 @@ WEIGHTS, RECIPE = "judges.safetensors", "judges.json"
 FEATURES = "[q, a, q*a] of L2-normalised sentence embeddings"
 MAX_QUESTION_TOKENS = 128  # questions are short; this cuts only long AlpacaEval inputs and hh-rlhf turns
 # Measured on SPARD test (1,500 training pairs): answers cut to 32 tokens lose 2-3 F1 points
-# against 64; 64 costs ~1.5x the embedding time of 32. Evaluated answers are <= 48 new tokens.
+# against 64; 64 costs ~1.5x the embedding time of 32. Evaluated answers are <= 40 new tokens.
 MAX_ANSWER_TOKENS = 64
 HIDDEN = 256  # one hidden layer: ~+0.05 SPARD-test F1 over logistic regression once non-refusal safe answers are in
 DROPOUT = 0.3  # +0.01 SPARD-test F1 over none, measured
-EPOCHS = 300  # full-batch AdamW; 150-600 epochs measured within 0.01 F1
+EPOCHS = 200  # full-batch AdamW; 150-600 epochs measured within 0.01 F1
 LR, WEIGHT_DECAY = 1e-2, 1e-4
 # The keyword baseline each trained judge must beat, looked for in an answer's first 200 characters.
 REFUSAL_KEYWORDS = tuple(
@@ -199,20 +199,8 @@ class Judges:
         """Normalised embeddings; each distinct text is embedded once per judges object."""
         todo = sorted({t for t in texts if (max_tokens, t) not in self._cache})
         if todo:
-            model = load_embedder(self.recipe["embedder"])
-            kept = model.max_seq_length  # the embedder is shared (lru_cache): restore its setting
-            model.max_seq_length = max_tokens
-            try:
-                vecs = model.encode(
-                    todo,
-                    batch_size=64,
-                    normalize_embeddings=True,
-                    convert_to_numpy=True,
-                    show_progress_bar=len(todo) > 256,
-                )
-            finally:
-                model.max_seq_length = kept
-            self._cache.update(((max_tokens, t), v.astype(np.float32)) for t, v in zip(todo, vecs, strict=True))
+            vecs = encode(todo, self.recipe["embedder"], max_tokens=max_tokens)
+            self._cache.update(((max_tokens, t), v) for t, v in zip(todo, vecs, strict=True))
         return np.stack([self._cache[(max_tokens, t)] for t in texts])
 
     def features(self, questions: list[str], answers: list[str]) -> np.ndarray:

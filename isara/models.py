@@ -77,11 +77,29 @@ def _resolve_hf(name: str) -> str:
     return name  # a hub id; from_pretrained uses the local cache (HF_HUB_OFFLINE=1)
 
 
-def load_model(folder: str | Path, trust_remote_code: bool = False):
-    """Load a checkpoint folder written by save_model (safetensors only)."""
+def torch_device(name: str = "cpu"):
+    """The torch device params name; a GPU that torch cannot see is refused on one line."""
+    import torch
+
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= count:
+            seen = f"{count} CUDA device(s)" if count else f"no CUDA device (torch {torch.__version__})"
+            raise IsaraError(f"model.device={name}: torch sees {seen}; set model.device: cpu on this machine")
+        # Same params, same bytes on a GPU too: cuBLAS needs a fixed workspace for repeatable sums,
+        # and the kernels that add with atomics are swapped for their deterministic versions.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    return torch.device(name)
+
+
+def load_model(folder: str | Path, trust_remote_code: bool = False, device: str = "cpu"):
+    """Load a checkpoint folder written by save_model (safetensors only) onto `device`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = Path(folder)
+    target = torch_device(device)  # before the weights are read
     if not (folder / "config.json").is_file():
         raise IsaraError(f"{folder}: not a model folder (config.json missing)")
     try:
@@ -92,7 +110,7 @@ def load_model(folder: str | Path, trust_remote_code: bool = False):
         raise IsaraError(f"{folder}: cannot load model ({type(err).__name__}: {first})") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    return model, tok
+    return model.to(target), tok
 
 
 def model_ref(folder: str | Path) -> str:

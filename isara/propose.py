@@ -34,10 +34,8 @@ def reused_rows(done: pl.DataFrame, n: int, ref: str, what: str, **expected: lis
     return m
 
 
-def propose(
-    model, tokenizer, pool: pl.DataFrame, params: Params, k: int, n: int, ref: str, done: pl.DataFrame | None = None
-) -> pl.DataFrame:
-    """n new questions; the first rows are taken from `done` (a run this one extends) when given."""
+def prompts_for(tokenizer, pool: pl.DataFrame, params: Params, k: int, n: int) -> tuple[list[str], list[list[str]]]:
+    """The n proposal prompts of iteration k, and the pool sample ids each one shows."""
     cfg, fmt = params.propose, params.model.chat_format
     pool = pool.sort("sample_id")
     questions, answers, ids = pool["question"].to_list(), pool["answer"].to_list(), pool["sample_id"].to_list()
@@ -51,6 +49,15 @@ def propose(
         prompts.append(prompt)
         context_ids.append([ids[r] for r in rows[len(rows) - kept :]])
     cut.report()
+    return prompts, context_ids
+
+
+def propose(
+    model, tokenizer, pool: pl.DataFrame, params: Params, k: int, n: int, ref: str, done: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """n new questions; the first rows are taken from `done` (a run this one extends) when given."""
+    cfg, fmt = params.propose, params.model.chat_format
+    prompts, context_ids = prompts_for(tokenizer, pool, params, k, n)
     m = 0 if done is None else reused_rows(done, n, ref, f"propose it{k}", context_ids=context_ids)
     seed = part_seed(params.seed + k, m)
     raw, texts = generate(model, tokenizer, prompts[m:], cfg, seed, fmt, f"propose it{k}", model_key=ref)

@@ -126,11 +126,13 @@ def save_checkpoint(folder: Path, model, opt, step: int, history: list[dict]) ->
     import torch
     from safetensors.torch import save_file
 
-    tensors = {f"param.{n}": p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    tensors = {f"param.{n}": p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
     state = opt.state_dict()
     for i, slots in state["state"].items():
-        tensors.update({f"opt.{i}.{name}": t.contiguous() for name, t in slots.items()})
+        tensors.update({f"opt.{i}.{name}": t.cpu().contiguous() for name, t in slots.items()})
     tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
     tmp = folder.with_name(f".{folder.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -180,6 +182,8 @@ def load_checkpoint(folder: Path, model, opt) -> tuple[int, list[dict]]:
         for n, p in params.items():
             p.copy_(tensors[f"param.{n}"])
     torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
     log.info("resumed training from the checkpoint after step %d in %s", meta["step"], found)
     return meta["step"], meta["history"]
 
@@ -188,8 +192,9 @@ def _step(model, opt, examples: list, idx: np.ndarray, pad_id: int, bf16: bool) 
     """One optimizer step on a planned batch in this process; (its loss, its tokens)."""
     import torch
 
-    ids, mask, labels, weights = collate([examples[i] for i in idx], pad_id)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    device = next(model.parameters()).device
+    ids, mask, labels, weights = (t.to(device) for t in collate([examples[i] for i in idx], pad_id))
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         loss = step_loss(model, ids, mask, labels, weights)
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -279,7 +284,9 @@ def fit(params, init: Path, data: pl.DataFrame, k: int, out: Path, metrics_dir: 
 
     # 0 = all cores, shared by the training processes on this machine
     set_threads(params.model.threads or max(1, (os.cpu_count() or 1) // local_processes(params.train)))
-    model, tok = load_model(init, params.model.trust_remote_code)
+    # several processes: accelerate puts each one's copy on its own device (isara/distributed.py)
+    device = params.model.device if params.train.processes == 1 else "cpu"
+    model, tok = load_model(init, params.model.trust_remote_code, device)
     checkpoints = None
     if params.train.checkpoint_every:  # keyed by everything that decides the result
         key = [model_ref(init), _code_ref(), params.train.model_dump_json(exclude={"checkpoint_every"})]

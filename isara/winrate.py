@@ -22,16 +22,16 @@ import polars as pl
 
 from isara import schema
 from isara.data import alpaca_references, need, norm
+from isara.embed import encode
 from isara.errors import IsaraError
 from isara.evaluate import wilson
-from isara.models import load_embedder
 
 log = logging.getLogger(__name__)
 
 BASE = "pretrained"  # the model every other one is compared with, as the authors did
 SUITE = "alpaca"
 PROXY = "reference_similarity"
-MAX_TOKENS = 128  # evaluated answers are <= 48 new tokens; references are cut to the same window
+MAX_TOKENS = 128  # evaluated answers are <= 40 new tokens (default profile); references are cut to the same window
 GOOD_WORDS = 40  # known-good answers are cut to about the length of an evaluated answer
 # Score = cos(answer, reference) - ECHO_PENALTY * cos(answer, instruction): without the second term
 # an answer that only restates the instruction beats a real answer about half the time (the
@@ -80,13 +80,7 @@ class Preference:
     def _embed(self, texts: list[str]) -> np.ndarray:
         todo = sorted(set(texts) - self._cache.keys())
         if todo:
-            model = load_embedder(self.embedder)
-            kept = model.max_seq_length  # the embedder is shared (lru_cache): restore its setting
-            model.max_seq_length = MAX_TOKENS
-            try:
-                vecs = model.encode(todo, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
-            finally:
-                model.max_seq_length = kept
+            vecs = encode(todo, self.embedder, max_tokens=MAX_TOKENS)
             self._cache.update(zip(todo, vecs.astype(np.float64), strict=True))
         return np.stack([self._cache[t] for t in texts])
 

@@ -122,8 +122,17 @@ def test_a_second_run_from_scratch_gives_the_same_lock(repo: Path) -> None:
         pytest.fail(f"dvc.lock changed on a rerun from scratch:\n{diff[:3000]}")
 
 
+def restore_workspace(repo: Path) -> None:
+    """Back to the committed params, lock and outputs: `dvc exp run` leaves its results in the workspace."""
+    sh("git checkout -q -- . && dvc checkout -q --force", repo)
+    assert "up to date" in sh("dvc status", repo).lower()
+
+
 def test_gamma_experiment_reruns_only_downstream_of_merge(repo: Path) -> None:
-    out = sh("dvc exp run -S gamma=0.5", repo)
+    try:
+        out = sh("dvc exp run -S gamma=0.5", repo)
+    finally:
+        restore_workspace(repo)
     stages = ran(out)
     assert {"merge@it1", "train@it1", "evaluate@it1", "propose@it2", "train@it2"} <= stages
     assert not stages & {
