@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import polars as pl
 import pytest
 import yaml
 
@@ -16,7 +15,7 @@ from isara import backends, schema
 from isara.config import GenerateParams, ScaleParams, load_params, parse_params
 from isara.errors import IsaraError
 from isara.generate import batch_seed
-from tests.conftest import REPO, base_params, copy_project, error_line
+from tests.conftest import REPO, base_params, error_line
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 # Every SamplingParams field sampling_kwargs may set (vllm 0.30.0, vllm/sampling_params.py).
@@ -131,31 +130,3 @@ def test_ray_actors_write_the_texts_this_process_writes(base: Path, local_ray) -
     engine = backends.Ray(base, ScaleParams(backend="ray", ray_actors=2), False)
     there = generate(engine, backends.load_tokenizer(base), prompts, cfg, 3, "chatml", "ray")
     assert there == here and all(here[1])
-
-
-# --- a stage of the tiny pipeline, both backends -------------------------------------------------
-
-
-def sh(cmd: str, cwd: Path) -> str:
-    done = subprocess.run(cmd, shell=True, cwd=cwd, capture_output=True, text=True)
-    assert done.returncode == 0, f"{cmd} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return done.stdout + done.stderr
-
-
-@pytest.mark.slow
-def test_ray_backend_stages_write_the_default_backends_bytes(tmp_path: Path) -> None:
-    """propose@it1 and label@it1 of the tiny profile: scale.backend ray rewrites the same parquet files."""
-    copy_project(tmp_path)
-    sh("isara profile profiles/tiny.yaml --out params.yaml", tmp_path)
-    sh("git init -q && git add -A && git -c user.email=ci@isara -c user.name=ci commit -qm tiny", tmp_path)
-    sh("dvc repro label@it1", tmp_path)
-    outs = [tmp_path / "data/it1/proposed.parquet", tmp_path / "data/it1/labeled.parquet"]
-    default = [f.read_bytes() for f in outs]
-    params = yaml.safe_load((tmp_path / "params.yaml").read_text(encoding="utf-8"))
-    params["scale"]["backend"] = "ray"
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
-    for f in outs:
-        f.unlink()
-    sh(f"{sys.executable} stages/propose.py --run it1 && {sys.executable} stages/label.py --run it1", tmp_path)
-    assert [f.read_bytes() for f in outs] == default
-    assert pl.read_parquet(outs[1])["answer"].str.len_chars().min() > 0

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from isara.embed import encode
+from isara.embed import BATCH, encode
 
 RAW = Path(__file__).resolve().parents[2] / "data" / "raw"
 N_TEXTS, N_SINGLE = 1024, 64
@@ -41,7 +41,7 @@ def test_embedding_throughput(benchmark, texts: list[str], batch_size: int) -> N
     benchmark.extra_info.update(
         input=f"{len(texts)} real questions, {MODEL}",
         baseline=f"one text per call: {single_rate:.0f} texts/s",
-        fast=f"batch {batch_size}{' (pipeline default)' if batch_size == 64 else ''}: {rate:.0f} texts/s",
+        fast=f"batch {batch_size}{' (pipeline default)' if batch_size == BATCH else ''}: {rate:.0f} texts/s",
         speed_ratio=rate / single_rate,
         floor="reported",
     )
