@@ -244,3 +244,21 @@ def test_a_domain_of_ones_own_runs_through_the_readme_steps(repo: Path) -> None:
     assert summary["models"]["it2"]["win_rate_n"] > 0 and 0.0 <= summary["models"]["it2"]["win_rate"] <= 1.0
     assert (repo / "domains/mine/report/index.md").is_file()
     assert (repo / "dvc.lock").read_text() == root_lock  # the root pipeline is untouched
+
+
+def test_the_gpu_check_prepares_the_paper_batch_and_times_it(repo: Path, tmp_path: Path) -> None:
+    """python -m isara.gpu_check on this CPU: the paper profile's first batch, timed per backend."""
+    out = tmp_path / "gpu_check"
+    sh(f"{sys.executable} -m isara.gpu_check prepare --out {out}", repo)
+    batch = json.loads((out / "batch.json").read_text(encoding="utf-8"))
+    paper = yaml.safe_load((repo / "profiles/paper.yaml").read_text(encoding="utf-8"))
+    assert len(batch["prompts"]) == paper["propose"]["batch_size"] and batch["batches_in_plan"] > 1
+    assert batch["propose"]["max_new_tokens"] == paper["propose"]["max_new_tokens"]
+    assert all(p.count("Question:") == paper["contexts"] + 1 for p in batch["prompts"][:4])
+    result = tmp_path / "result.json"
+    args = f"--dir {out} --random-init llama-tiny --device cpu --one-by-one 2 --out {result}"
+    sh(f"{sys.executable} -m isara.gpu_check run {args}", repo)
+    got = json.loads(result.read_text(encoding="utf-8"))["backends"]
+    assert got["transformers"]["new_tokens"] > 0 and got["transformers"]["new_tokens_per_s"] > 0
+    assert got["transformers, one prompt at a time"]["prompts"] == 2
+    assert "skipped" in got["vllm"] or got["vllm"]["new_tokens"] > 0
