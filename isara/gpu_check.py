@@ -124,6 +124,7 @@ def run(folder: Path, model: str | None, shape: str | None, device: str, one_by_
     tok.pad_token = tok.pad_token or tok.eos_token
     cfg = ProposeParams(**{**batch["propose"], "bf16": True})  # 16-bit on a GPU, as vLLM runs it
     prompts, seed, fmt = batch["prompts"], batch["seed"], batch["chat_format"]
+    ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
     net = _model(model, shape, tok, device)
     counted = _count_new_tokens(net)
 
@@ -140,7 +141,7 @@ def run(folder: Path, model: str | None, shape: str | None, device: str, one_by_
         "model": model or f"random-init {shape}",
         "prompts": len(prompts),
         "max_new_tokens": cfg.max_new_tokens,
-        "prompt_tokens": sum(len(tok(p, add_special_tokens=False)["input_ids"]) for p in prompts),
+        "prompt_tokens": sum(map(len, ids)),
         "backends": {},
     }
     n, secs = _timed(lambda: go(prompts, cfg.batch_size))
@@ -155,14 +156,14 @@ def run(folder: Path, model: str | None, shape: str | None, device: str, one_by_
     if importlib.util.find_spec("vllm") is None:
         result["backends"]["vllm"] = {"skipped": "vLLM is not installed on this machine (pip install 'isara[vllm]')"}
     else:
-        result["backends"]["vllm"] = _vllm(net, tok, prompts, cfg, seed, fmt, folder)
+        result["backends"]["vllm"] = _vllm(net, tok, ids, cfg, seed, fmt, folder)
     for b in result["backends"].values():
         if "seconds" in b:
             b["new_tokens_per_s"] = round(b["new_tokens"] / b["seconds"], 1)
     return result
 
 
-def _vllm(net, tok, prompts: list[str], cfg, seed: int, fmt: str, folder: Path) -> dict:
+def _vllm(net, tok, ids: list[list[int]], cfg, seed: int, fmt: str, folder: Path) -> dict:
     """The same batch through the vllm backend: the weights are saved once for vLLM to read."""
     from isara.backends import Vllm
     from isara.config import ScaleParams
@@ -172,7 +173,7 @@ def _vllm(net, tok, prompts: list[str], cfg, seed: int, fmt: str, folder: Path) 
     net.save_pretrained(weights, safe_serialization=True)
     tok.save_pretrained(weights)
     engine = Vllm(weights, ScaleParams(backend="vllm"))
-    job = [Job(0, [tok(p, add_special_tokens=False)["input_ids"] for p in prompts], seed)]
+    job = [Job(0, ids, seed)]
     list(engine.run(job[:1], cfg.model_copy(update={"max_new_tokens": 4}), fmt))  # start-up, not timed
     out, secs = _timed(lambda: dict(engine.run(job, cfg, fmt)))
     shutil.rmtree(weights, ignore_errors=True)

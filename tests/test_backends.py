@@ -110,7 +110,7 @@ def local_ray():
 
 @pytest.mark.slow
 def test_ray_actors_write_the_texts_this_process_writes(base: Path, local_ray) -> None:
-    """Sampled, so each batch's seed matters; greedy decoding is covered by the label stage below."""
+    """Sampled, so each batch's seed matters; greedy decoding: the label stage test in test_pipeline.py."""
     import torch
 
     from isara.generate import generate
