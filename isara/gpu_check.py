@@ -43,13 +43,13 @@ def prepare(profile: Path, base: Path, pool: Path, tokenizer: Path, out: Path) -
     from isara import schema
     from isara.backends import load_tokenizer
     from isara.config import apply_profile, parse_params
-    from isara.generate import plan_batches
+    from isara.generate import plan_batches, token_counter
     from isara.propose import part_seed, prompts_for
 
     params = parse_params(yaml.safe_load(apply_profile(base, profile)), str(profile))
     tok = load_tokenizer(tokenizer)
     prompts, _ = prompts_for(tok, schema.read(pool, schema.POOL), params, 1, params.propose.n)
-    lengths = [len(tok(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    lengths = list(map(token_counter(tok), prompts))
     plan = plan_batches(lengths, params.propose.batch_size, params.propose.max_new_tokens)
     out.mkdir(parents=True, exist_ok=True)
     tok.save_pretrained(out / "tokenizer")
@@ -167,7 +167,7 @@ def _vllm(net, tok, ids: list[list[int]], cfg, seed: int, fmt: str, folder: Path
     """The same batch through the vllm backend: the weights are saved once for vLLM to read."""
     from isara.backends import Vllm
     from isara.config import ScaleParams
-    from isara.generate import Job
+    from isara.generate import Job, token_counter
 
     weights = folder / "weights"
     net.save_pretrained(weights, safe_serialization=True)
@@ -178,7 +178,8 @@ def _vllm(net, tok, ids: list[list[int]], cfg, seed: int, fmt: str, folder: Path
     out, secs = _timed(lambda: dict(engine.run(job, cfg, fmt)))
     shutil.rmtree(weights, ignore_errors=True)
     # vLLM's texts, tokenized again: near the tokens it made, capped at max_new_tokens a row
-    made = [min(len(tok(r, add_special_tokens=False)["input_ids"]), cfg.max_new_tokens) for r in out[0]]
+    count = token_counter(tok)
+    made = [min(count(r), cfg.max_new_tokens) for r in out[0]]
     return {"seconds": round(secs, 3), "new_tokens": sum(made), "new_tokens_counted_by": "re-tokenizing its texts"}
 
 

@@ -12,6 +12,7 @@ import torch
 from isara.config import GenerateParams, TrainParams
 from isara.errors import IsaraError
 from isara.generate import generate, run_batch
+from isara.gpu_check import SHAPES
 from isara.models import torch_device
 
 CUDA = torch.cuda.is_available()
@@ -25,7 +26,7 @@ def test_a_gpu_torch_cannot_see_is_refused_on_one_line() -> None:
     assert "model.device=cuda" in str(err.value) and "\n" not in str(err.value)
 
 
-def test_the_device_param_takes_cpu_and_cuda_only(tmp_path) -> None:
+def test_the_device_param_takes_cpu_and_cuda_only() -> None:
     from isara.config import ModelParams
 
     assert ModelParams(device="cuda:1").device == "cuda:1"
@@ -71,9 +72,7 @@ def tiny_llama(device: str):
     core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
     tok = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", pad_token="<pad>", eos_token="</s>")
-    cfg = LlamaConfig(
-        vocab_size=len(vocab), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4
-    )
+    cfg = LlamaConfig(vocab_size=len(vocab), **SHAPES["llama-tiny"])
     torch.manual_seed(0)
     return LlamaForCausalLM(cfg).to(device).eval(), tok
 
