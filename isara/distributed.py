@@ -12,6 +12,7 @@ import os
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -22,6 +23,9 @@ log = logging.getLogger(__name__)
 
 # Set in every process torchrun starts (and by accelerate for MPI ones): this one was launched.
 LAUNCHED = ("LOCAL_RANK", "WORLD_SIZE")
+
+# What a finished Group leaves behind, kept until the process ends without teardown (Group.close).
+_SPENT: list = []
 
 
 def launch_command(cfg: TrainParams, argv: list[str]) -> list[str]:
@@ -36,13 +40,22 @@ def launch_command(cfg: TrainParams, argv: list[str]) -> list[str]:
     return [*cmd, *local, "--main_process_port", "0", *argv]
 
 
+def launch_env(cfg: TrainParams) -> dict[str, str]:
+    """The launched processes' environment: without a config they all run here, so gloo joins them
+    over the loopback interface rather than whatever address the host name resolves to."""
+    env = dict(os.environ)
+    if not cfg.accelerate_config and Path("/sys/class/net/lo").exists():
+        env.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    return env
+
+
 def relaunch(cfg: TrainParams) -> None:
     """With cfg.processes > 1, run this stage again under accelerate and exit with it."""
     if cfg.processes == 1 or any(v in os.environ for v in LAUNCHED):
         return
     cmd = launch_command(cfg, sys.argv)
     log.info("training in %d processes: %s", cfg.processes, shlex.join(cmd))
-    status = subprocess.run(cmd).returncode
+    status = subprocess.run(cmd, env=launch_env(cfg)).returncode
     if status:
         raise IsaraError(f"train: the {cfg.processes} training processes failed (exit status {status}), see above")
     sys.exit(0)
@@ -129,4 +142,21 @@ class Group:
         return total, int(tokens)
 
     def close(self) -> None:
+        """Leave the process group, and keep what used it until the process ends.
+
+        Gloo's worker thread frees a finished collective under the backend's lock, and takes the
+        GIL to drop the Python tensors it held; the backend's destructor takes that lock. Freeing
+        the DDP wrapper on the main thread (which holds the GIL) while a worker is at that point
+        deadlocks: here 2 runs of 15 hung after their last step. So the wrapper is never freed:
+        a launched process ends through end_launched(), which skips destructors.
+        """
         self.acc.end_training()  # leaves the process group, which torch warns about otherwise
+        _SPENT.append((self.acc, self.net, self.opt))
+
+
+def end_launched() -> None:
+    """End a process accelerate launched, once its stage is done, without running destructors."""
+    if any(v in os.environ for v in LAUNCHED):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

@@ -5,7 +5,7 @@ import logging
 from isara import paths, schema
 from isara.cli import run_arg, run_stage
 from isara.config import load_params
-from isara.distributed import relaunch
+from isara.distributed import end_launched, relaunch
 from isara.train import fit
 
 log = logging.getLogger("train")
@@ -30,3 +30,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     run_stage(main)
+    end_launched()  # a training process accelerate started ends here (isara/distributed.py: Group.close)
