@@ -147,8 +147,9 @@ class Group:
         Gloo's worker thread frees a finished collective under the backend's lock, and takes the
         GIL to drop the Python tensors it held; the backend's destructor takes that lock. Freeing
         the DDP wrapper on the main thread (which holds the GIL) while a worker is at that point
-        deadlocks: here 2 runs of 15 hung after their last step. So the wrapper is never freed:
-        a launched process ends through end_launched(), which skips destructors.
+        deadlocks: 9 of 25 runs of the 2-process stage hung here after their last step. So the
+        wrapper is never freed: a launched process ends through end_launched(), which skips
+        destructors.
         """
         self.acc.end_training()  # leaves the process group, which torch warns about otherwise
         _SPENT.append((self.acc, self.net, self.opt))
