@@ -28,6 +28,11 @@ LAUNCHED = ("LOCAL_RANK", "WORLD_SIZE")
 _SPENT: list = []
 
 
+def launched() -> bool:
+    """Whether accelerate (torchrun, mpirun) started this process."""
+    return any(v in os.environ for v in LAUNCHED)
+
+
 def launch_command(cfg: TrainParams, argv: list[str]) -> list[str]:
     """`accelerate launch` running `argv` (a stage and its arguments) in cfg.processes processes."""
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(cfg.processes)]
@@ -51,7 +56,7 @@ def launch_env(cfg: TrainParams) -> dict[str, str]:
 
 def relaunch(cfg: TrainParams) -> None:
     """With cfg.processes > 1, run this stage again under accelerate and exit with it."""
-    if cfg.processes == 1 or any(v in os.environ for v in LAUNCHED):
+    if cfg.processes == 1 or launched():
         return
     cmd = launch_command(cfg, sys.argv)
     log.info("training in %d processes: %s", cfg.processes, shlex.join(cmd))
@@ -157,7 +162,7 @@ class Group:
 
 def end_launched() -> None:
     """End a process accelerate launched, once its stage is done, without running destructors."""
-    if any(v in os.environ for v in LAUNCHED):
+    if launched():
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)

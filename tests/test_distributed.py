@@ -14,7 +14,7 @@ import yaml
 
 from isara import merge, schema
 from isara.config import TrainParams, load_params
-from isara.distributed import launch_command, launch_env, shard
+from isara.distributed import LAUNCHED, launch_command, launch_env, shard
 from tests.conftest import REPO, base_params
 
 # Largest per-step loss difference allowed between 2 processes and 1 (fp32). Measured: 1e-6 at
@@ -66,7 +66,7 @@ def test_a_launched_process_ends_without_teardown() -> None:
     code = (
         "import atexit; from isara.distributed import end_launched; atexit.register(print, 'teardown'); end_launched()"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "WORLD_SIZE")}
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCHED}
     plain = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
     launched = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, env={**env, "LOCAL_RANK": "1"}, capture_output=True, text=True
@@ -134,10 +134,12 @@ def train_stage(base: Path, folder: Path, processes: int) -> tuple[pl.DataFrame,
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ISARA_WATCH": str(folder / "hook/writes.tsv")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(folder / "hook"), os.environ.get("PYTHONPATH")]))
     cmd = [sys.executable, str(REPO / "stages/train.py"), "--run", "it1"]
+    limit = 300  # s; a run takes about a minute here
     try:
-        done = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=limit)
     except subprocess.TimeoutExpired as stuck:
-        pytest.fail(f"{processes} process(es) ran past 300 s; stderr ends:\n{(stuck.stderr or b'').decode()[-4000:]}")
+        tail = (stuck.stderr or b"").decode()[-4000:]  # bytes: run() does not decode on a timeout
+        pytest.fail(f"{processes} process(es) ran past {limit} s; stderr ends:\n{tail}")
     assert done.returncode == 0, done.stderr[-4000:]
     writes = [line.split("\t") for line in (folder / "hook/writes.tsv").read_text().splitlines()]
     return pl.read_csv(folder / "metrics/it1/train_loss.csv"), writes, done.stderr
