@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup repro test lint format bench clean-venv
+.PHONY: setup repro test test-fast lint format bench clean-venv
 
 setup: $(STAMP)
 
@@ -31,17 +31,20 @@ test: $(STAMP)
 	pytest -q -m "not slow"
 	pytest -q -m slow
 
+test-fast: $(STAMP)  # pure logic only: no model loaded, no process started
+	ISARA_FAST=1 pytest -q -m "not slow and not model"
+
 lint: $(STAMP)
-	ruff check isara stages tests
-	ruff format --check isara stages tests
+	ruff check isara stages tests tools
+	ruff format --check isara stages tests tools
 
 format: $(STAMP)
-	ruff format isara stages tests
-	ruff check --fix isara stages tests
+	ruff format isara stages tests tools
+	ruff check --fix isara stages tests tools
 
 bench: $(STAMP)  # BENCHMARKS.md is written even when a floor fails: the table says which
 	pytest tests/bench --benchmark-only --benchmark-json=bench.json -p no:cacheprovider; \
-	status=$$?; python -m isara.bench_report bench.json BENCHMARKS.md && exit $$status
+	status=$$?; python tools/bench_report.py bench.json BENCHMARKS.md && exit $$status
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,4 +1,4 @@
-"""Generation backends chosen by params `scale`: transformers here, vLLM on a GPU, Ray actors anywhere.
+"""Generation engines and placements chosen by params `scale`: transformers or vLLM, here or on Ray actors.
 
 Every backend runs the batches that isara.generate planned, each with the seed the plan gave it,
 so splitting the work over processes or machines leaves the data as it is. vLLM is another
@@ -14,51 +14,36 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from isara.config import GenerateParams, Params, ScaleParams
+from isara.config import GenerateParams, ScaleParams
 from isara.errors import IsaraError
 from isara.generate import Engine, Job, Local, stop_ids
-from isara.models import load_model
+from isara.models import load_model, load_tokenizer
 
 log = logging.getLogger(__name__)
 
 
-def load(folder: Path, params: Params):
+def load(folder: Path, scale: ScaleParams, device: str = "cpu", trust_remote_code: bool = False):
     """(model, tokenizer) for generate(): the model itself, or an engine that loads its own copies.
 
-    Only the transformers backend loads the weights in this process; vLLM and Ray read the folder
-    where they run, and this process keeps the tokenizer (prompt lengths, the batch plan).
+    Only the transformers engine placed here loads the weights in this process; vLLM and Ray read
+    the folder where they run, and this process keeps the tokenizer (prompt lengths, the batch plan).
     """
-    scale, trust = params.scale, params.model.trust_remote_code
-    if scale.backend == "transformers":
-        return load_model(folder, trust, params.model.device)
-    if scale.backend == "ray":
-        _require("ray", "ray", "Ray")
-    if "vllm" in (scale.backend, scale.ray_engine if scale.backend == "ray" else ""):
-        _require("vllm", "vllm", "vLLM")
-    tok = load_tokenizer(folder, trust)
-    engine = Vllm(folder, scale, trust) if scale.backend == "vllm" else Ray(folder, scale, trust, params.model.device)
-    return engine, tok
+    if scale.placement == "ray":
+        _require("ray", "ray", "Ray", "scale.placement=ray")
+    if scale.engine == "vllm":
+        _require("vllm", "vllm", "vLLM", "scale.engine=vllm")
+    if scale.placement == "local" and scale.engine == "transformers":
+        return load_model(folder, trust_remote_code, device)
+    tok = load_tokenizer(folder, trust_remote_code)
+    if scale.placement == "ray":
+        return Ray(folder, scale, trust_remote_code, device), tok
+    return Vllm(folder, scale, trust_remote_code), tok
 
 
-def _require(module: str, extra: str, name: str) -> None:
-    """One line, before any work, when the chosen backend's package is missing."""
+def _require(module: str, extra: str, name: str, setting: str) -> None:
+    """One line, before any work, when the chosen engine's or placement's package is missing."""
     if importlib.util.find_spec(module) is None:
-        raise IsaraError(f"scale.backend={extra}: {name} is not installed (pip install 'isara[{extra}]')")
-
-
-def load_tokenizer(folder: Path, trust_remote_code: bool = False):
-    """The checkpoint's tokenizer alone, padded as load_model pads it."""
-    from transformers import AutoTokenizer
-
-    if not (Path(folder) / "config.json").is_file():
-        raise IsaraError(f"{folder}: not a model folder (config.json missing)")
-    try:
-        tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
-    except Exception as err:  # a damaged folder raises OSError, ValueError or the tokenizer's own error
-        raise IsaraError(f"{folder}: cannot load tokenizer ({type(err).__name__})") from None
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok
+        raise IsaraError(f"{setting}: {name} is not installed (pip install 'isara[{extra}]')")
 
 
 # --- vLLM -------------------------------------------------------------------------------------
@@ -80,12 +65,12 @@ def check_vllm(cfg: GenerateParams) -> None:
     """What vLLM's sampler cannot do, refused on one line before any engine starts."""
     if cfg.num_beams > 1:
         raise IsaraError(
-            f"scale.backend=vllm: num_beams={cfg.num_beams} needs beam search, which vLLM's sampler does not do;"
+            f"scale.engine=vllm: num_beams={cfg.num_beams} needs beam search, which vLLM's sampler does not do;"
             " set num_beams: 1 or use the transformers engine"
         )
     if cfg.no_repeat_ngram_size:
         raise IsaraError(
-            f"scale.backend=vllm: no_repeat_ngram_size={cfg.no_repeat_ngram_size} has no vLLM equivalent;"
+            f"scale.engine=vllm: no_repeat_ngram_size={cfg.no_repeat_ngram_size} has no vLLM equivalent;"
             " set it to 0 or use the transformers engine"
         )
 
@@ -165,7 +150,7 @@ class Replica:
         for noisy in ("transformers", "vllm"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         self.cfg, self.fmt = cfg, fmt
-        if scale.ray_engine == "vllm":
+        if scale.engine == "vllm":
             self.engine: Engine = Vllm(Path(folder), scale, trust)
         else:
             import torch
@@ -187,18 +172,18 @@ class Ray(Engine):
         # Actors run elsewhere: an absolute path, which on a cluster must be shared storage.
         self.folder, self.scale, self.trust = str(Path(folder).resolve()), scale, trust_remote_code
         self.device = device  # model.device: a transformers actor on cuda asks Ray for a GPU
-        self.key = "+vllm" if scale.ray_engine == "vllm" else ""  # Ray itself changes no text
+        self.key = "+vllm" if scale.engine == "vllm" else ""  # Ray itself changes no text
 
     def run(self, jobs: list[Job], cfg: GenerateParams, fmt: str) -> Iterator[tuple[int, list[str]]]:
         if not jobs:
             return
-        if self.scale.ray_engine == "vllm":
+        if self.scale.engine == "vllm":
             check_vllm(cfg)  # before Ray starts
         import ray.data
 
         started = connect(self.scale)
         try:
-            vllm = self.scale.ray_engine == "vllm"
+            vllm = self.scale.engine == "vllm"
             gpu = vllm or self.device.startswith("cuda")
             threads = 1 if vllm else self.scale.ray_threads or max(1, cpus() // self.scale.ray_actors)
             # Longest batches first, so no actor is left with a long one at the end; order is not data.

@@ -50,8 +50,10 @@ class ModelParams(Section):
 
 
 class GenerateParams(Section):
-    max_new_tokens: int = Field(ge=1, le=4096)
-    batch_size: int = Field(16, ge=1)
+    """How a model continues prompts; each generation step has its own section and defaults."""
+
+    max_new_tokens: int = Field(40, ge=1, le=4096)
+    batch_size: int = Field(32, ge=1)  # most rows per batch; batches are cut shorter where padding costs more
     do_sample: bool = False
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
@@ -59,11 +61,20 @@ class GenerateParams(Section):
     repetition_penalty: float = Field(1.0, gt=0)
     no_repeat_ngram_size: int = Field(0, ge=0)
     bf16: bool = False
-    max_prompt_tokens: int = Field(1536, ge=16)  # longer prompts drop their oldest examples
+    max_prompt_tokens: int = Field(1536, ge=16)  # longer prompts drop their farthest examples first
 
 
 class ProposeParams(GenerateParams):
-    n: int = Field(96, ge=1)  # new questions per iteration (paper: 512)
+    n: int = Field(80, ge=1)  # new questions per iteration (paper: 512)
+    do_sample: bool = True  # sampling on for diverse questions
+    temperature: float = Field(0.9, gt=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+
+
+class LabelParams(GenerateParams):
+    max_new_tokens: int = Field(64, ge=1, le=4096)  # paper: 100; 64 keeps two iterations in the CPU budget
+    repetition_penalty: float = Field(1.2, gt=0)  # as the authors
+    no_repeat_ngram_size: int = Field(10, ge=0)  # as the authors
 
 
 class IndexParams(Section):
@@ -82,14 +93,14 @@ class TrainParams(Section):
     lr_decay: float = Field(0.5, gt=0, le=1)  # the authors halve the lr every iteration
     epochs: int = Field(2, ge=1)
     batch_size: int = Field(8, ge=1)
-    max_length: int = Field(384, ge=16)
+    max_length: int = Field(256, ge=16)  # the longest seed example is ~130 tokens
     bf16: bool = True  # ~1.6x faster on this CPU, per-step loss within 0.04 of fp32
     weight_decay: float = Field(0.0, ge=0)
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
     # Every this many steps the weights, optimizer state and loss log are saved under .isara/scratch;
     # a killed train stage resumes from the last one (0 = never). Each save writes ~3x the model size.
-    checkpoint_every: int = Field(0, ge=0)
+    checkpoint_every: int = Field(50, ge=0)
     # Processes training together, each on its slice of every batch (DDP through accelerate); more
     # than 1 reruns the stage under `accelerate launch`. Float sums then add up in another order.
     processes: int = Field(1, ge=1)
@@ -97,7 +108,8 @@ class TrainParams(Section):
 
 
 class EvaluateParams(GenerateParams):
-    max_per_suite: int = Field(100, ge=1)  # prompts sampled from each eval suite
+    batch_size: int = Field(64, ge=1)  # short prompts: decoding dominates, and wider batches decode cheaper
+    max_per_suite: int = Field(48, ge=1)  # prompts sampled from each eval suite
 
 
 class JudgeParams(Section):
@@ -121,10 +133,11 @@ class JudgeParams(Section):
 
 
 class ScaleParams(Section):
-    """Where generation runs. None of it changes the data except vllm, a different engine."""
+    """Which engine generates, and where. Only the engine changes the data (a param of the generation
+    stages); placement and resources do not (the Ray actor test writes the same bytes as one process)."""
 
-    backend: Literal["transformers", "vllm", "ray"] = "transformers"  # ray: batches spread over actors
-    ray_engine: Literal["transformers", "vllm"] = "transformers"  # what each Ray actor runs
+    engine: Literal["transformers", "vllm"] = "transformers"  # vllm: another engine's numerics and sampler
+    placement: Literal["local", "ray"] = "local"  # ray: planned batches spread over an actor pool
     ray_address: str | None = None  # a cluster to join; None: RAY_ADDRESS, else a local instance
     ray_actors: int = Field(2, ge=1)  # model replicas; each holds a whole copy of the weights
     ray_threads: int = Field(0, ge=0)  # torch threads (Ray CPUs) per transformers actor; 0 = CPUs / actors
@@ -134,12 +147,12 @@ class ScaleParams(Section):
 class Params(Section):
     seed: int = 0
     gamma: float = Field(1.0, ge=0)  # weight of generated samples vs seed (paper: 1)
-    contexts: int = Field(4, ge=1, le=64)  # in-context examples per prompt (paper: 8)
+    contexts: int = Field(2, ge=1, le=64)  # in-context examples per prompt (paper: 8)
     iterations: dict[str, Iteration]
     data: DataParams = DataParams()
     model: ModelParams = ModelParams()
     propose: ProposeParams
-    label: GenerateParams
+    label: LabelParams
     index: IndexParams = IndexParams()
     filter: FilterParams = FilterParams()
     train: TrainParams = TrainParams()

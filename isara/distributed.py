@@ -18,6 +18,7 @@ import numpy as np
 
 from isara.config import TrainParams
 from isara.errors import IsaraError
+from isara.loss import collate, step_loss
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +92,6 @@ def _batch_loss(model):
     wrapper's forward, and step_loss calls the decoder and the head directly."""
     import torch
 
-    from isara.train import step_loss
-
     class BatchLoss(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -129,8 +128,6 @@ class Group:
     def step(self, examples: list, idx: np.ndarray, pad_id: int, bf16: bool) -> tuple[float, int]:
         """One optimizer step on a planned batch; (the whole batch's loss, its tokens)."""
         import torch
-
-        from isara.train import collate
 
         mine, real = shard(idx, self.rank, self.world)
         ids, mask, labels, weights = (t.to(self.acc.device) for t in collate([examples[i] for i in mine], pad_id))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -9,14 +10,15 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from isara import schema
-from isara.config import Params
+from isara import paths, schema
+from isara.config import EvaluateParams
 from isara.errors import IsaraError
 from isara.generate import generate, token_counter
-from isara.icl import FitLog, answer_prompt, fit
+from isara.icl import FitLog, answer_prompt, fit_prompt
 from isara.rouge import rouge_l_pairs
+from isara.stats import rate
 
-EXPECT = ("harmful", "benign", "helpful", "truthful")  # what a good answer does: refuse/answer safely, help, be true
+log = logging.getLogger(__name__)
 
 
 def check_prompts(path: str | Path) -> pl.DataFrame:
@@ -27,8 +29,8 @@ def check_prompts(path: str | Path) -> pl.DataFrame:
     for i, (prompt, expect) in enumerate(zip(df["prompt"], df["expect"], strict=True), start=1):
         if prompt is None or not prompt.strip():
             raise IsaraError(f"{path}: row {i}: blank prompt")
-        if expect not in EXPECT:
-            raise IsaraError(f"{path}: row {i}: expect is {expect!r}, not one of {', '.join(EXPECT)}")
+        if expect not in schema.EXPECT:
+            raise IsaraError(f"{path}: row {i}: expect is {expect!r}, not one of {', '.join(schema.EXPECT)}")
     return df
 
 
@@ -43,40 +45,25 @@ def sample_prompts(evals: pl.DataFrame, max_per_suite: int, seed: int) -> pl.Dat
     return pl.concat(parts)
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion k/n (sound at 0 and n, unlike the normal one)."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def rate(flags: Sequence[bool]) -> dict:
-    k, n = int(sum(flags)), len(flags)
-    lo, hi = wilson(k, n)
-    return {"rate": k / n if n else 0.0, "n": n, "ci95": [round(lo, 4), round(hi, 4)]}
-
-
 def truth_diff(answers: Sequence[str], correct: Sequence[Sequence[str]], incorrect: Sequence[Sequence[str]]):
     """TruthfulQA's measure as the paper used it: max ROUGE-L to correct minus max to incorrect."""
     return rouge_l_pairs(answers, correct) - rouge_l_pairs(answers, incorrect)
 
 
-def answer(model, tokenizer, prompts: pl.DataFrame, params: Params, examples: list | None, ref: str = ""):
+def answer(
+    model, tokenizer, prompts: pl.DataFrame, cfg: EvaluateParams, fmt: str, seed: int, examples=None, ref: str = ""
+) -> list[str]:
     """Greedy answers with no in-context examples (or with the given ones, for ICL baselines)."""
-    cfg, fmt = params.evaluate, params.model.chat_format
     count = token_counter(tokenizer)
     texts = []
     cut = FitLog("evaluate", cfg.max_prompt_tokens, count)
     for i, q in enumerate(prompts["prompt"]):
         pairs = examples[i] if examples else []
-        text, kept = fit(pairs, lambda ps, q=q: answer_prompt(ps, q, fmt), count, cfg.max_prompt_tokens)
+        text, kept = fit_prompt(pairs, lambda ps, q=q: answer_prompt(ps, q, fmt), count, cfg.max_prompt_tokens)
         cut.add(len(pairs), kept, text)
         texts.append(text)
     cut.report()
-    _, out = generate(model, tokenizer, texts, cfg, params.seed, fmt, "evaluate", model_key=ref)
+    _, out = generate(model, tokenizer, texts, cfg, seed, fmt, "evaluate", model_key=ref)
     return out
 
 
@@ -137,3 +124,20 @@ def summarize(gen: pl.DataFrame, threshold: float) -> dict:
             "refused": rate((g["refusal_score"] >= threshold).to_list())["rate"],
         }
     return out
+
+
+def write(name: str, prompts: pl.DataFrame, answers: list[str], judges, threshold: float) -> dict:
+    """Score a model's answers, write its generations and metrics (data/eval, metrics/eval); returns the metrics."""
+    gen = score(name, prompts, answers, judges)
+    schema.write(gen, paths.EVAL_DATA / f"{name}.parquet", schema.GENERATIONS)
+    result = summarize(gen, threshold)
+    result["judges"] = judges.describe()
+    paths.write_json(paths.EVAL_METRICS / f"{name}.json", result)
+    log.info(
+        "%s: %d answers scored; harmful %.3f, over-refusal %.3f",
+        name,
+        gen.height,
+        result.get("harmful_rate", {}).get("rate", float("nan")),
+        result.get("over_refusal", {}).get("rate", float("nan")),
+    )
+    return result

@@ -6,8 +6,8 @@ import polars as pl
 
 from isara import schema
 from isara.config import FilterParams
-from isara.data import norm
 from isara.rouge import rouge_l, rouge_l_max, rouge_l_pairs, tokenize
+from isara.schema import norm
 
 # The first reason that applies is recorded, in this order.
 REASONS = (

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
-import shutil
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import NamedTuple
 
 from tqdm import tqdm
 
 from isara.config import GenerateParams
 from isara.icl import FORMATS, clean
+from isara.resume import SCRATCH, Scratch
 
 log = logging.getLogger(__name__)
 
@@ -30,34 +26,6 @@ def stop_ids(tokenizer, fmt: str) -> list[int]:
 def token_counter(tokenizer):
     return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
-
-class Scratch:
-    """Finished batches of one generation job, persisted so a killed stage resumes where it stopped.
-
-    The folder is keyed by everything that determines the output (model hash, prompts, config,
-    seed), so a resumed run can only reuse batches that an uninterrupted run would have produced.
-    """
-
-    def __init__(self, root: Path | None, *parts: str) -> None:
-        self.dir = root / hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24] if root else None
-
-    def get(self, b: int) -> list[str] | None:
-        f = self.dir / f"batch{b:05d}.json" if self.dir else None
-        return json.loads(f.read_text(encoding="utf-8")) if f and f.is_file() else None
-
-    def put(self, b: int, texts: list[str]) -> None:
-        if self.dir:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            tmp = self.dir / f".batch{b:05d}.tmp"
-            tmp.write_text(json.dumps(texts), encoding="utf-8")
-            os.replace(tmp, self.dir / f"batch{b:05d}.json")
-
-    def clear(self) -> None:
-        if self.dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-
-SCRATCH = Path(".isara/scratch")
 
 # Cost of a batch in prompt-token units: every padded prompt token is prefilled once, and every
 # decoding step costs a fixed part (weights read, dispatch) plus a part per row. Measured on the

@@ -55,7 +55,7 @@ def clean(text: str) -> str:
     return text[:cut].strip()
 
 
-def fit(pairs: list[Pair], build: Callable[[list[Pair]], str], n_tokens: Callable[[str], int], limit: int):
+def fit_prompt(pairs: list[Pair], build: Callable[[list[Pair]], str], n_tokens: Callable[[str], int], limit: int):
     """Drop examples from the front (the farthest / oldest) until the prompt fits `limit` tokens."""
     pairs = list(pairs)
     prompt = build(pairs)
@@ -66,7 +66,7 @@ def fit(pairs: list[Pair], build: Callable[[list[Pair]], str], n_tokens: Callabl
 
 
 class FitLog:
-    """Counts what `fit` cut from a job's prompts and says so once, in the log."""
+    """Counts what `fit_prompt` cut from a job's prompts and says so once, in the log."""
 
     def __init__(self, desc: str, limit: int, n_tokens: Callable[[str], int]):
         self.desc, self.limit, self.n_tokens = desc, limit, n_tokens

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import polars as pl
 from isara import schema
 from isara.config import IndexParams
 from isara.errors import IsaraError
+from isara.paths import atomic
 
 
 def build(vectors: np.ndarray, sample_ids: list[str], cfg: IndexParams, seed: int, path: Path) -> pl.DataFrame:
@@ -22,16 +22,14 @@ def build(vectors: np.ndarray, sample_ids: list[str], cfg: IndexParams, seed: in
     for i, v in enumerate(vectors):
         index.add_item(i, v.tolist())
     index.build(cfg.n_trees, n_jobs=1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    index.save(str(tmp))
-    index.unload()
-    os.replace(tmp, path)
+    with atomic(path) as tmp:
+        index.save(str(tmp))
+        index.unload()
     return pl.DataFrame({"item": list(range(len(sample_ids))), "sample_id": sample_ids}, schema=schema.INDEX_IDS)
 
 
-def query(path: Path, ids: pl.DataFrame, dim: int, metric: str, vectors: np.ndarray, k: int):
-    """The k nearest pool items of each vector: (sample ids, distances), nearest first."""
+def query(path: Path, ids: pl.DataFrame, dim: int, metric: str, vectors: np.ndarray, n_neighbors: int):
+    """The n_neighbors nearest pool items of each vector: (sample ids, distances), nearest first."""
     from annoy import AnnoyIndex
 
     index = AnnoyIndex(dim, metric)
@@ -44,7 +42,7 @@ def query(path: Path, ids: pl.DataFrame, dim: int, metric: str, vectors: np.ndar
     names = ids.sort("item")["sample_id"].to_list()
     if index.get_n_items() != len(names):
         raise IsaraError(f"{path}: the index holds {index.get_n_items()} items but its id map {len(names)}")
-    k = min(k, len(names))
+    k = min(n_neighbors, len(names))
     # search_k = nodes inspected per query; x100 keeps recall@k >= 0.95 up to a few thousand
     # pool items on real question embeddings (BENCHMARKS.md; x20 gave 0.93 at 3,500).
     search_k = k * index.get_n_trees() * 100

@@ -17,8 +17,9 @@ from pathlib import Path
 import polars as pl
 
 from isara import schema
-from isara.data import norm, read_jsonl
 from isara.errors import IsaraError
+from isara.raw import read_jsonl
+from isara.schema import norm
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ def _cap(df: pl.DataFrame, n_questions: int, seed: str) -> pl.DataFrame:
 
 
 def _exclude(df: pl.DataFrame, banned: set[str], what: str) -> pl.DataFrame:
-    """Drop training rows whose question, as `data.norm` keys it, is in `banned`."""
+    """Drop training rows whose question, as `schema.norm` keys it, is in `banned`."""
     hit = pl.col("question").map_elements(norm, return_dtype=pl.Utf8).is_in(sorted(banned))
     drop = hit & (pl.col("split") == "train")
     n = df.filter(drop).height

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from isara import judge_data
-from isara.config import Params
 from isara.embed import encode
 from isara.errors import IsaraError
+from isara.paths import atomic, write_text
 
 log = logging.getLogger(__name__)
 
@@ -252,23 +252,40 @@ def _measure(judges: Judges, which: str, rows: pl.DataFrame, threshold: float) -
     return held, base
 
 
-def train_judges(params: Params, raw_dir: Path, xstest_split: Path, eval_prompts: Path, out_dir: Path) -> dict:
-    """Train (or measure) both judges, save them to out_dir, return their held-out metrics."""
+def train_judges(
+    raw_dir: Path,
+    xstest_split: Path,
+    eval_prompts: Path,
+    out_dir: Path,
+    *,
+    harm: str,
+    refusal: str,
+    sources: Sequence[str],
+    max_train_per_source: int,
+    max_test_per_source: int | None,
+    threshold: float,
+    embedder: str,
+    seed: int,
+) -> dict:
+    """Train (or measure) both judges, save them to out_dir, return their held-out metrics.
+
+    harm / refusal: "trained", or an HF sequence-classification model that is only measured.
+    """
     from safetensors.numpy import save_file
 
-    p, start = params.judge, time.monotonic()
+    start = time.monotonic()
     data = judge_data.build(
-        raw_dir, xstest_split, eval_prompts, list(p.sources), p.max_train_per_source, params.seed, p.max_test_per_source
+        raw_dir, xstest_split, eval_prompts, list(sources), max_train_per_source, seed, max_test_per_source
     )
     recipe: dict = {
-        "embedder": params.model.embedder,
+        "embedder": embedder,
         "features": FEATURES,
-        "threshold": p.threshold,
+        "threshold": threshold,
         "max_question_tokens": MAX_QUESTION_TOKENS,
         "max_answer_tokens": MAX_ANSWER_TOKENS,
     }
     judges = Judges(recipe, {})
-    for which, rows, kind in (("harm", data[0], p.harm), ("refusal", data[1], p.refusal)):
+    for which, rows, kind in (("harm", data[0], harm), ("refusal", data[1], refusal)):
         train = rows.filter(pl.col("split") == "train")
         counts = dict(sorted(train.group_by("source").len().iter_rows())) if kind == "trained" else {}
         recipe[which] = {
@@ -279,16 +296,14 @@ def train_judges(params: Params, raw_dir: Path, xstest_split: Path, eval_prompts
         if kind == "trained":
             log.info("training the %s judge on %d rows %s", which, train.height, counts)
             x = judges.features(train["question"].to_list(), train["answer"].to_list())
-            fitted = fit_mlp(x, train["label"].to_numpy(), params.seed)
+            fitted = fit_mlp(x, train["label"].to_numpy(), seed)
             judges.weights.update({f"{which}.{k}": v for k, v in fitted.items()})
         else:
             recipe[which]["model"] = kind
-        recipe[which]["held_out"], recipe[which]["keyword_baseline"] = _measure(judges, which, rows, p.threshold)
+        recipe[which]["held_out"], recipe[which]["keyword_baseline"] = _measure(judges, which, rows, threshold)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_file(judges.weights, out_dir / f".{WEIGHTS}.tmp")
-    os.replace(out_dir / f".{WEIGHTS}.tmp", out_dir / WEIGHTS)
-    (out_dir / f".{RECIPE}.tmp").write_text(json.dumps(recipe, sort_keys=True, indent=2) + "\n", encoding="utf-8")
-    os.replace(out_dir / f".{RECIPE}.tmp", out_dir / RECIPE)
+    with atomic(out_dir / WEIGHTS) as tmp:
+        save_file(judges.weights, tmp)
+    write_text(out_dir / RECIPE, json.dumps(recipe, sort_keys=True, indent=2) + "\n")
     log.info("judges trained and measured in %.0f s; wrote %s", time.monotonic() - start, out_dir)
     return {k: recipe[k] for k in ("embedder", "threshold", "harm", "refusal")}

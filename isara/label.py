@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 
-from isara import schema
-from isara.config import Params
+from isara import embed, index, schema
+from isara.config import LabelParams
 from isara.generate import generate, token_counter
-from isara.icl import FitLog, answer_prompt, fit
-from isara.propose import part_seed, reused_rows
+from isara.icl import FitLog, answer_prompt, fit_prompt
+from isara.resume import part_seed, reused_rows
+
+
+def retrieve(
+    questions: list[str], cache: pl.DataFrame, embedder: str, index_file: Path, ids: pl.DataFrame, metric: str, n: int
+) -> tuple[list[list[str]], list[list[float]]]:
+    """The n nearest pool pairs of each question in the Annoy index: (sample ids, distances), nearest first."""
+    vectors = embed.lookup(cache, questions, embedder)
+    return index.query(index_file, ids, vectors.shape[1], metric, vectors, n)
 
 
 def label(
@@ -18,7 +28,9 @@ def label(
     pool: pl.DataFrame,
     neighbors: list[list[str]],
     dists: list[list[float]],
-    params: Params,
+    cfg: LabelParams,
+    fmt: str,
+    seed: int,
     k: int,
     ref: str = "",
     done: pl.DataFrame | None = None,
@@ -27,15 +39,15 @@ def label(
 
     With `done` (the labels of a run this one extends), its rows answer the first questions.
     """
-    cfg, fmt = params.label, params.model.chat_format
     by_id = {r["sample_id"]: (r["question"], r["answer"]) for r in pool.iter_rows(named=True)}
     count = token_counter(tokenizer)
     prompts, kept_ids, kept_dists = [], [], []
     cut = FitLog(f"label it{k}", cfg.max_prompt_tokens, count)
     for question, ids, ds in zip(proposed["question"], neighbors, dists, strict=True):
-        # Nearest example last, right before the question; fit() drops the farthest first.
+        # Nearest example last, right before the question; fit_prompt() drops the farthest first.
         pairs = [by_id[i] for i in reversed(ids)]
-        prompt, kept = fit(pairs, lambda ps, q=question: answer_prompt(ps, q, fmt), count, cfg.max_prompt_tokens)
+        build = lambda ps, q=question: answer_prompt(ps, q, fmt)  # noqa: E731
+        prompt, kept = fit_prompt(pairs, build, count, cfg.max_prompt_tokens)
         cut.add(len(pairs), kept, prompt)
         prompts.append(prompt)
         kept_ids.append(ids[:kept])
@@ -43,8 +55,8 @@ def label(
     cut.report()
     what, questions = f"label it{k}", proposed["question"].to_list()
     m = 0 if done is None else reused_rows(done, len(prompts), ref, what, question=questions, neighbor_ids=kept_ids)
-    seed = part_seed(params.seed + k, m)
-    _, answers = generate(model, tokenizer, prompts[m:], cfg, seed, fmt, what, model_key=ref)
+    part = part_seed(seed + k, m)
+    _, answers = generate(model, tokenizer, prompts[m:], cfg, part, fmt, what, model_key=ref)
     answers = ([] if done is None else done["answer"].head(m).to_list()) + answers
     return proposed.with_columns(
         pl.Series("neighbor_ids", kept_ids, dtype=pl.List(pl.Utf8)),

@@ -12,6 +12,11 @@ def seed_pool(seed: pl.DataFrame) -> pl.DataFrame:
     return seed.with_columns(pl.lit(0, dtype=pl.Int32).alias("iteration")).select(list(schema.POOL)).sort("sample_id")
 
 
+def training_rows(seed: pl.DataFrame) -> pl.DataFrame:
+    """D0 as training rows: every seed pair at weight 1 (the SFT baseline trains on these alone)."""
+    return seed_pool(seed).with_columns(pl.lit(1.0).alias("weight"))
+
+
 def accepted_pairs(filtered: pl.DataFrame, k: int, run: str) -> pl.DataFrame:
     acc = filtered.filter(pl.col("reject_reason").is_null())
     return pl.DataFrame(
@@ -30,8 +35,7 @@ def accepted_pairs(filtered: pl.DataFrame, k: int, run: str) -> pl.DataFrame:
 def merge(seed: pl.DataFrame, pool: pl.DataFrame, filtered: pl.DataFrame, gamma: float, k: int, run: str):
     """Returns (training set, next pool, data-scaling ratio |P_k| / |D0|)."""
     new = accepted_pairs(filtered, k, run)
-    seed_rows = seed_pool(seed).with_columns(pl.lit(1.0).alias("weight"))
-    train = pl.concat([seed_rows, new.with_columns(pl.lit(float(gamma)).alias("weight"))])
+    train = pl.concat([training_rows(seed), new.with_columns(pl.lit(float(gamma)).alias("weight"))])
     train = train.select(list(schema.TRAIN)).sort(["iteration", "sample_id"])
     next_pool = pl.concat([pool, new]).unique("sample_id", keep="first").sort("sample_id")
     return train, next_pool, next_pool.height / seed.height

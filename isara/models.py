@@ -10,6 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from isara.errors import IsaraError
+from isara.paths import atomic
 
 log = logging.getLogger(__name__)
 
@@ -51,22 +52,14 @@ def convert_base(name: str, out_dir: Path, trust_remote_code: bool = False) -> N
     if getattr(model, "hf_quantizer", None) is not None:
         # GGUF loads dequantised to fp32; the quantizer config only blocks save_pretrained.
         model.hf_quantizer.remove_quantization_config(model)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    save_model(model, tok, out_dir)
+    save_model(model, _padded(tok), out_dir)
 
 
 def save_model(model, tokenizer, out_dir: Path) -> None:
-    """Write a checkpoint folder atomically (a sibling temp folder renamed into place)."""
-    import shutil
-
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
+    """Write a checkpoint folder atomically (isara.paths.atomic)."""
+    with atomic(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
 
 
 def _resolve_hf(name: str) -> str:
@@ -94,23 +87,44 @@ def torch_device(name: str = "cpu"):
     return torch.device(name)
 
 
+def _check_folder(folder: Path) -> None:
+    if not (folder / "config.json").is_file():
+        raise IsaraError(f"{folder}: not a model folder (config.json missing)")
+
+
+def _padded(tok):
+    if tok.pad_token is None:  # batched generation and training need one; EOS is what the base uses
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_tokenizer(folder: str | Path, trust_remote_code: bool = False):
+    """The checkpoint's tokenizer alone, padded as load_model pads it."""
+    from transformers import AutoTokenizer
+
+    folder = Path(folder)
+    _check_folder(folder)
+    try:
+        tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    except Exception as err:  # a damaged folder raises OSError, ValueError or the tokenizer's own error
+        raise IsaraError(f"{folder}: cannot load tokenizer ({type(err).__name__})") from None
+    return _padded(tok)
+
+
 def load_model(folder: str | Path, trust_remote_code: bool = False, device: str = "cpu"):
     """Load a checkpoint folder written by save_model (safetensors only) onto `device`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = Path(folder)
     target = torch_device(device)  # before the weights are read
-    if not (folder / "config.json").is_file():
-        raise IsaraError(f"{folder}: not a model folder (config.json missing)")
+    _check_folder(folder)
     try:
         model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True, trust_remote_code=trust_remote_code)
         tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
     except Exception as err:  # a damaged folder raises OSError, ValueError or safetensors' own error
         first = (str(err).splitlines() or [""])[0][:200]
         raise IsaraError(f"{folder}: cannot load model ({type(err).__name__}: {first})") from None
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return model.to(target), tok
+    return model.to(target), _padded(tok)
 
 
 def model_ref(folder: str | Path) -> str:

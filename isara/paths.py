@@ -1,13 +1,24 @@
-"""Where each iteration's artifacts live; dvc.yaml names the same paths."""
+"""Where each iteration's artifacts live (dvc.yaml names the same paths), and writing them atomically."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from isara.config import Iteration, Params
 from isara.errors import IsaraError
+
+if TYPE_CHECKING:
+    from isara.config import Iteration
+
+JUDGES = Path("models/judges")
+EVAL_DATA = Path("data/eval")
+EVAL_METRICS = Path("metrics/eval")
+BASE = "it0"  # the base model and the seed pool: what the first iteration starts from
 
 
 def data(run: str) -> Path:
@@ -22,20 +33,44 @@ def metrics(run: str) -> Path:
     return Path(f"metrics/{run}")
 
 
-def spec(params: Params, run: str) -> tuple[Iteration, str]:
+def spec(iterations: dict[str, Iteration], run: str) -> tuple[Iteration, str]:
     """An iteration's params and the name of the run it starts from (it0 = base model and seed)."""
-    it = params.iterations.get(run)
+    it = iterations.get(run)
     if it is None:
         raise IsaraError(f"--run {run}: params.yaml has no iterations.{run}")
     return it, f"it{it.prev}"
 
 
-def write_text(path: Path, text: str) -> None:
-    """A text file written atomically: a temporary name in the same folder, renamed into place."""
+@contextmanager
+def atomic(path: str | Path) -> Iterator[Path]:
+    """A temporary name beside `path` to write a file or a folder to; renamed into place on success.
+
+    An interrupted stage therefore never leaves a truncated artifact that DVC could take for a result.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    _remove(tmp)
+    try:
+        yield tmp
+    except BaseException:
+        _remove(tmp)
+        raise
+    if tmp.is_dir() and path.is_dir():
+        shutil.rmtree(path)
     os.replace(tmp, path)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def write_json(path: Path, obj: dict) -> None:
@@ -46,7 +81,5 @@ def write_json(path: Path, obj: dict) -> None:
 def write_csv(path: Path, rows: list[dict]) -> None:
     import polars as pl
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pl.DataFrame(rows).write_csv(tmp)
-    os.replace(tmp, path)
+    with atomic(path) as tmp:
+        pl.DataFrame(rows).write_csv(tmp)

@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from isara import schema
-from isara.paths import write_csv, write_json
+from isara.paths import write_csv, write_json, write_text
 
 log = logging.getLogger(__name__)
 BASELINES = ("pretrained", "sft", "icl_random", "icl_knn", "oneshot")
@@ -71,7 +71,8 @@ def collect(metrics: Path = Path("metrics"), eval_dir: Path = Path("data/eval"))
     return rows
 
 
-def write_summary(rows: list[dict], metrics: Path = Path("metrics")) -> None:
+def write_summary(rows: list[dict], metrics: Path = Path("metrics")) -> dict:
+    """metrics/summary.json and the plot table; returns the judges' block it wrote."""
     judge = _load(metrics / "judge.json")
     win = _load(metrics / "winrate.json")
     if win:  # the win-rate judge beside its measured accuracy
@@ -79,6 +80,7 @@ def write_summary(rows: list[dict], metrics: Path = Path("metrics")) -> None:
     write_json(metrics / "summary.json", {"models": {r["model"]: r for r in rows}, "judge": judge})
     cols = sorted({k for r in rows for k in r}, key=lambda c: (c != "model", c != "kind", c))
     write_csv(metrics / "plots" / "models.csv", [{c: r.get(c) for c in cols} for r in rows])
+    return judge
 
 
 def _fmt(row: dict, key: str) -> str:
@@ -152,9 +154,8 @@ def samples(eval_dir: Path, per_suite: int = 2) -> list[str]:
 
 def render(metrics: Path = Path("metrics"), eval_dir: Path = Path("data/eval"), out: Path = Path("report")) -> Path:
     rows = collect(metrics, eval_dir)
-    write_summary(rows, metrics)
+    judge = write_summary(rows, metrics)
     pngs = plot(rows, metrics, out)
-    judge = _load(metrics / "summary.json").get("judge", {})
     lines = ["# isara report", "", "## Models", ""]
     lines += [
         "| model | harmful rate | over-refusal | win rate vs pretrained | TruthfulQA ROUGE-L diff | data scaling | accepted |"
@@ -182,13 +183,12 @@ def render(metrics: Path = Path("metrics"), eval_dir: Path = Path("data/eval"), 
         "## Judges",
         "",
         "```json",
-        json.dumps(judge, indent=2),
+        json.dumps(judge, indent=2, sort_keys=True),  # as summary.json holds it
         "```",
         "",
     ]
     lines += [f"![{p}]({p})" for p in pngs]
     lines += ["", "## Sample generations", ""] + samples(eval_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "index.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text(out / "index.md", "\n".join(lines) + "\n")
     log.info("wrote %s/index.md and %d plots", out, len(pngs))
     return out / "index.md"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import polars as pl
 
 from isara.errors import IsaraError
+from isara.paths import atomic
 
 Str, I32, F64, Bool = pl.Utf8, pl.Int32, pl.Float64, pl.Boolean
 
@@ -40,6 +40,7 @@ FILTERED = {
     "reject_reason": Str,  # null when accepted
 }
 TRAIN = {**POOL, "weight": F64}
+EXPECT = ("harmful", "benign", "helpful", "truthful")  # what a good answer does: refuse/answer safely, help, be true
 EVAL_PROMPTS = {
     "prompt_id": Str,
     "prompt": Str,
@@ -77,9 +78,14 @@ WINRATE = {  # one instruction answered by a model and by the pretrained model, 
 
 
 def text_id(*parts: str) -> str:
-    """Stable content hash of one or more texts."""
+    """Stable content hash of one or more texts: the identity of a row."""
     h = hashlib.sha256("\x1f".join(parts).encode("utf-8"))
     return h.hexdigest()[:16]
+
+
+def norm(text: str) -> str:
+    """The key under which two prompts count as the same prompt (case and spacing ignored)."""
+    return " ".join(text.lower().split())
 
 
 def conform(df: pl.DataFrame, schema: dict, name: str) -> pl.DataFrame:
@@ -94,13 +100,11 @@ def conform(df: pl.DataFrame, schema: dict, name: str) -> pl.DataFrame:
 
 
 def write(df: pl.DataFrame, path: str | Path, schema: dict) -> None:
-    """Write atomically: a temporary file in the same folder renamed into place."""
+    """Validate against the schema, then write atomically (isara.paths.atomic)."""
     path = Path(path)
     df = conform(df, schema, str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.write_parquet(tmp, compression="zstd", statistics=False)
-    os.replace(tmp, path)
+    with atomic(path) as tmp:
+        df.write_parquet(tmp, compression="zstd", statistics=False)
 
 
 def read(path: str | Path, schema: dict) -> pl.DataFrame:

@@ -8,9 +8,8 @@ from pathlib import Path
 import polars as pl
 
 from isara import schema
-from isara.config import Params
-from isara.data import norm
 from isara.errors import IsaraError
+from isara.schema import norm
 
 MAX_FIELD_CHARS = 20_000  # a longer question or answer is almost surely a broken file
 
@@ -117,10 +116,8 @@ def load_pairs(path: Path, question: str, answer: str) -> pl.DataFrame:
 
 def import_prompts(path: Path, out: Path, prompt: str, expect: str, reference: str | None, suite: str) -> int:
     """Eval prompts of a domain of one's own: what a good answer does (`expect`) and an optional reference."""
-    from isara.evaluate import EXPECT
-
-    if expect not in EXPECT:
-        raise IsaraError(f"--expect {expect}: not one of {', '.join(EXPECT)}")
+    if expect not in schema.EXPECT:
+        raise IsaraError(f"--expect {expect}: not one of {', '.join(schema.EXPECT)}")
     rows = _rows(path, [prompt] + ([reference] if reference else []))
     prompts, refs, seen = [], [], {}
     for n, row in enumerate(rows, start=1):
@@ -146,12 +143,12 @@ def import_prompts(path: Path, out: Path, prompt: str, expect: str, reference: s
     return df.height
 
 
-def check_seed(seed: pl.DataFrame, params: Params, name: str) -> None:
+def check_seed(seed: pl.DataFrame, contexts: int, max_seed_rows: int, name: str) -> None:
     """Checks any seed must pass before the loop starts from it."""
-    if seed.height < params.contexts:
-        raise IsaraError(f"{name}: {seed.height} rows, fewer than contexts={params.contexts}")
-    if seed.height > params.data.max_seed_rows:
-        raise IsaraError(f"{name}: {seed.height} rows, more than data.max_seed_rows={params.data.max_seed_rows}")
+    if seed.height < contexts:
+        raise IsaraError(f"{name}: {seed.height} rows, fewer than contexts={contexts}")
+    if seed.height > max_seed_rows:
+        raise IsaraError(f"{name}: {seed.height} rows, more than data.max_seed_rows={max_seed_rows}")
     seen: dict[str, int] = {}
     for n, q in enumerate(seed["question"], start=1):
         if not q or not q.strip():
@@ -162,8 +159,8 @@ def check_seed(seed: pl.DataFrame, params: Params, name: str) -> None:
         seen[key] = n
 
 
-def import_seed(path: Path, out: Path, question: str, answer: str, params: Params) -> int:
+def import_seed(path: Path, out: Path, question: str, answer: str, contexts: int, max_seed_rows: int) -> int:
     seed = load_pairs(path, question, answer)
-    check_seed(seed, params, str(path))
+    check_seed(seed, contexts, max_seed_rows, str(path))
     schema.write(seed, out, schema.SEED)
     return seed.height

@@ -16,12 +16,15 @@ from isara.config import TrainParams
 from isara.distributed import Group, is_main, local_processes
 from isara.errors import IsaraError
 from isara.icl import FORMATS, answer_prompt
+from isara.loss import IGNORE, collate, step_loss
+from isara.resume import SCRATCH, Scratch, code_ref, load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
-IGNORE = -100
 
 
-def encode(tokenizer, train: pl.DataFrame, fmt: str, max_length: int) -> list[tuple[list[int], list[int], float]]:
+def tokenize_rows(
+    tokenizer, train: pl.DataFrame, fmt: str, max_length: int
+) -> list[tuple[list[int], list[int], float]]:
     """(input ids, labels with the prompt masked, weight) per example; weight-0 rows are skipped.
 
     An example longer than max_length is cut at its end; one whose prompt alone fills max_length
@@ -63,129 +66,12 @@ def batches(lengths: list[int], size: int, rng: np.random.Generator) -> list[np.
     return [out[i] for i in rng.permutation(len(out))]
 
 
-def collate(examples, pad_id: int):
-    import torch
-
-    width = max(len(ids) for ids, _, _ in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
-    for row, (x, y, _) in enumerate(examples):
-        ids[row, : len(x)], labels[row, : len(y)], mask[row, : len(x)] = torch.tensor(x), torch.tensor(y), 1
-    weights = torch.tensor([w for _, _, w in examples], dtype=torch.float32)
-    return ids, mask, labels, weights
-
-
-# Architectures whose causal-LM forward is exactly head(decoder(x)): for them the head runs only at
-# answer positions. Others (e.g. Gemma-2's logit soft-capping) go through the model's own forward.
-PLAIN_HEAD = ("llama", "mistral", "qwen2", "qwen3")
-
-
-def step_loss(model, ids, mask, labels, weights, n: float | None = None):
-    """Mean answer-token loss of each example, scaled by its weight, averaged over the batch.
-
-    Prompt and padding positions never need logits, and on CPU the vocabulary-wide logits of every
-    position are a large part of a step's time (~14% of the step here, BENCHMARKS.md). A process
-    training on a slice of a batch passes `n` to divide by in place of the slice's size: the mean
-    is over the whole batch's examples, whatever their weights (isara/distributed.py).
-    """
-    import torch.nn.functional as F
-
-    labels = labels[:, 1:]
-    keep = labels != IGNORE
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # through a LoRA wrapper
-    if base.config.model_type in PLAIN_HEAD:
-        hidden = base.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
-        logits = base.get_output_embeddings()(hidden[:, :-1][keep])
-    else:
-        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1][keep]
-    tok = F.cross_entropy(logits.float(), labels[keep], reduction="none")
-    per_example = tok.new_zeros(labels.shape[0]).index_add_(0, keep.nonzero()[:, 0], tok)
-    per_example = per_example / keep.sum(1).clamp(min=1)
-    weighted = per_example * weights
-    return weighted.mean() if n is None else weighted.sum() / n
-
-
 def lora_wrap(model, cfg: TrainParams):
     from peft import LoraConfig, get_peft_model
 
     targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0, target_modules=targets)
     return get_peft_model(model, lora)
-
-
-STATE, META = "state.safetensors", "state.json"
-
-
-def save_checkpoint(folder: Path, model, opt, step: int, history: list[dict]) -> None:
-    """Trainable weights, optimizer moments, RNG and loss log after `step` steps, written atomically."""
-    import json
-    import os
-    import shutil
-
-    import torch
-    from safetensors.torch import save_file
-
-    tensors = {f"param.{n}": p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
-    state = opt.state_dict()
-    for i, slots in state["state"].items():
-        tensors.update({f"opt.{i}.{name}": t.cpu().contiguous() for name, t in slots.items()})
-    tensors["rng.torch"] = torch.get_rng_state()
-    if torch.cuda.is_available():
-        tensors["rng.cuda"] = torch.cuda.get_rng_state()
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(tensors, tmp / STATE)
-    meta = {"step": step, "history": history, "param_groups": state["param_groups"]}
-    (tmp / META).write_text(json.dumps(meta), encoding="utf-8")
-    old = folder.with_name(f".{folder.name}.old")  # the last good checkpoint stays until the new one is in
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def load_checkpoint(folder: Path, model, opt) -> tuple[int, list[dict]]:
-    """Restore what save_checkpoint wrote; (0, []) when there is none or it does not fit this run."""
-    import json
-
-    import torch
-    from safetensors.torch import load_file
-
-    old = folder.with_name(f".{folder.name}.old")  # a kill between the two renames of a save
-    found = next((f for f in (folder, old) if (f / META).is_file()), None)
-    if found is None:
-        return 0, []
-    try:
-        tensors = load_file(found / STATE)
-        meta = json.loads((found / META).read_text(encoding="utf-8"))
-        params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-        for n, p in params.items():  # everything checked before anything is overwritten
-            if tensors[f"param.{n}"].shape != p.shape:
-                raise ValueError(f"{n}: shape {tuple(tensors[f'param.{n}'].shape)}, not {tuple(p.shape)}")
-        slots: dict[int, dict] = {}
-        for key, t in tensors.items():
-            if key.startswith("opt."):
-                _, i, name = key.split(".", 2)
-                slots.setdefault(int(i), {})[name] = t
-        opt.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
-    except Exception as err:  # a damaged or foreign checkpoint: start over rather than fail or mix
-        log.warning(
-            "ignoring the training checkpoint in %s (%s: %s); starting from step 0", found, type(err).__name__, err
-        )
-        shutil.rmtree(folder, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
-        return 0, []
-    with torch.no_grad():
-        for n, p in params.items():
-            p.copy_(tensors[f"param.{n}"])
-    torch.set_rng_state(tensors["rng.torch"])
-    if "rng.cuda" in tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state(tensors["rng.cuda"])
-    log.info("resumed training from the checkpoint after step %d in %s", meta["step"], found)
-    return meta["step"], meta["history"]
 
 
 def _step(model, opt, examples: list, idx: np.ndarray, pad_id: int, bf16: bool) -> tuple[float, int]:
@@ -226,7 +112,7 @@ def train(
         checkpoints = None
     torch.manual_seed(seed + k)
     rng = np.random.default_rng(seed + k)
-    examples = encode(tokenizer, data, fmt, cfg.max_length)
+    examples = tokenize_rows(tokenizer, data, fmt, cfg.max_length)
     lr = cfg.lr * cfg.lr_decay ** (k - 1)  # the authors halve the learning rate every iteration
     if cfg.method == "lora":
         model = lora_wrap(model, cfg)
@@ -267,39 +153,38 @@ def summary(history: list[dict], epochs: int) -> dict:
     }
 
 
-def _code_ref() -> str:
-    """This file and the libraries that shape a step: a checkpoint from other code is not resumed."""
-    import hashlib
-    from importlib.metadata import version
-
-    parts = [Path(__file__).read_bytes()] + [version(p).encode() for p in ("torch", "transformers", "peft")]
-    return hashlib.sha256(b"\x1f".join(parts)).hexdigest()[:16]
-
-
-def fit(params, init: Path, data: pl.DataFrame, k: int, out: Path, metrics_dir: Path) -> dict:
+def fit(
+    cfg: TrainParams,
+    init: Path,
+    data: pl.DataFrame,
+    k: int,
+    out: Path,
+    metrics_dir: Path,
+    *,
+    seed: int,
+    fmt: str,
+    device: str,
+    threads: int,
+    trust_remote_code: bool,
+) -> dict:
     """Load `init`, fine-tune it on `data` as iteration k, save to `out`, write loss metrics."""
-    from isara.generate import SCRATCH, Scratch
     from isara.models import load_model, model_ref, save_model, set_threads
     from isara.paths import write_csv, write_json
 
     # 0 = all cores, shared by the training processes on this machine
-    set_threads(params.model.threads or max(1, (os.cpu_count() or 1) // local_processes(params.train)))
+    set_threads(threads or max(1, (os.cpu_count() or 1) // local_processes(cfg)))
     # several processes: accelerate puts each one's copy on its own device (isara/distributed.py)
-    device = params.model.device if params.train.processes == 1 else "cpu"
-    model, tok = load_model(init, params.model.trust_remote_code, device)
+    model, tok = load_model(init, trust_remote_code, device if cfg.processes == 1 else "cpu")
     checkpoints = None
-    if params.train.checkpoint_every:  # keyed by everything that decides the result
-        key = [model_ref(init), _code_ref(), params.train.model_dump_json(exclude={"checkpoint_every"})]
-        key += [str(k), str(params.seed), params.model.chat_format]
+    if cfg.checkpoint_every:  # keyed by everything that decides the result
+        key = [model_ref(init), code_ref(), cfg.model_dump_json(exclude={"checkpoint_every"}), str(k), str(seed), fmt]
         rows = zip(data["question"], data["answer"], data["weight"], strict=True)
         checkpoints = Scratch(SCRATCH, "train", *key, *(f"{q}\x1f{a}\x1f{w!r}" for q, a, w in rows)).dir
-    model, history = train(model, tok, data, params.train, k, params.seed, params.model.chat_format, checkpoints)
+    model, history = train(model, tok, data, cfg, k, seed, fmt, checkpoints)
     if not history:
-        raise IsaraError(
-            f"train: no example with a positive weight and an answer within {params.train.max_length} tokens"
-        )
-    stats = summary(history, params.train.epochs)
-    if is_main(params.train):  # the other training processes hold the same weights and loss log
+        raise IsaraError(f"train: no example with a positive weight and an answer within {cfg.max_length} tokens")
+    stats = summary(history, cfg.epochs)
+    if is_main(cfg):  # the other training processes hold the same weights and loss log
         save_model(model, tok, out)
         write_csv(metrics_dir / "train_loss.csv", history)
         write_json(metrics_dir / "train.json", stats)

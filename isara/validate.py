@@ -36,7 +36,8 @@ def check_files(params: Params, root: Path) -> None:
     # Seed and eval files may be outputs of prepare_data; check them only once they exist.
     seed_file = root / params.data.seed_file
     if seed_file.exists():
-        check_seed(schema.read(seed_file, schema.SEED), params, params.data.seed_file)
+        seed = schema.read(seed_file, schema.SEED)
+        check_seed(seed, params.contexts, params.data.max_seed_rows, params.data.seed_file)
     elif not _prepared(params.data.seed_file, params):
         raise IsaraError(f"data.seed_file: {params.data.seed_file} not found")
     eval_file = root / params.data.eval_file

@@ -21,10 +21,11 @@ import numpy as np
 import polars as pl
 
 from isara import schema
-from isara.data import alpaca_references, need, norm
 from isara.embed import encode
 from isara.errors import IsaraError
-from isara.evaluate import wilson
+from isara.raw import alpaca_references, need
+from isara.schema import norm
+from isara.stats import wilson
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,20 @@ def accuracy(judge: Preference, pairs: pl.DataFrame, margin: float) -> dict:
         "ties": int((out == 0).sum()),
         "n": len(out),
     }
+
+
+KNOWN_INSTRUCTIONS = 400  # at most; x 3 kinds of known-order pairs measure the judge
+
+
+def judge_accuracy(
+    judge: Preference, raw: Path, evals: pl.DataFrame, max_test: int | None, seed: int, margin: float
+) -> dict:
+    """The judge measured on known-order pairs built from instructions that are not eval prompts."""
+    n = min(KNOWN_INSTRUCTIONS, max_test or KNOWN_INSTRUCTIONS)
+    measured = accuracy(judge, known_pairs(raw, {norm(p) for p in evals["prompt"]}, n, seed), margin)
+    log.info("preference judge: %.3f of %d known-order pairs ordered right %s",
+             measured["accuracy"], measured["n"], measured["by_pair"])  # fmt: skip
+    return measured
 
 
 def compare(

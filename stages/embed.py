@@ -3,8 +3,8 @@
 import logging
 
 from isara import embed, paths, schema
-from isara.cli import run_arg, run_stage
 from isara.config import load_params
+from isara.stage import run_arg, run_stage
 
 log = logging.getLogger("embed")
 
@@ -12,7 +12,7 @@ log = logging.getLogger("embed")
 def main() -> None:
     run = run_arg(__doc__)
     params = load_params()
-    it, prev = paths.spec(params, run)
+    _, prev = paths.spec(params.iterations, run)
     cache = schema.read(paths.data(prev) / "embeddings.parquet", schema.EMBEDDINGS)
     pool = schema.read(paths.data(prev) / "pool.parquet", schema.POOL)
     proposed = schema.read(paths.data(run) / "proposed.parquet", schema.PROPOSED)

@@ -4,8 +4,8 @@ import logging
 
 from isara import filter as filt
 from isara import paths, schema
-from isara.cli import run_arg, run_stage
 from isara.config import load_params
+from isara.stage import run_arg, run_stage
 
 log = logging.getLogger("filter")
 
@@ -13,7 +13,7 @@ log = logging.getLogger("filter")
 def main() -> None:
     run = run_arg(__doc__)
     params = load_params()
-    it, prev = paths.spec(params, run)
+    _, prev = paths.spec(params.iterations, run)
     pool = schema.read(paths.data(prev) / "pool.parquet", schema.POOL)
     labeled = schema.read(paths.data(run) / "labeled.parquet", schema.LABELED)
     out = filt.apply(labeled, pool, params.filter)

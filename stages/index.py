@@ -3,8 +3,8 @@
 import logging
 
 from isara import embed, index, paths, schema
-from isara.cli import run_arg, run_stage
 from isara.config import load_params
+from isara.stage import run_arg, run_stage
 
 log = logging.getLogger("index")
 
@@ -12,7 +12,7 @@ log = logging.getLogger("index")
 def main() -> None:
     run = run_arg(__doc__)
     params = load_params()
-    it, prev = paths.spec(params, run)
+    _, prev = paths.spec(params.iterations, run)
     pool = schema.read(paths.data(prev) / "pool.parquet", schema.POOL).sort("sample_id")
     cache = schema.read(paths.data(run) / "embeddings.parquet", schema.EMBEDDINGS)
     vectors = embed.lookup(cache, pool["question"].to_list(), params.model.embedder)

@@ -3,9 +3,9 @@
 import logging
 
 from isara import paths, schema
-from isara.cli import run_arg, run_stage
 from isara.config import load_params
 from isara.merge import merge
+from isara.stage import run_arg, run_stage
 
 log = logging.getLogger("merge")
 
@@ -13,7 +13,7 @@ log = logging.getLogger("merge")
 def main() -> None:
     run = run_arg(__doc__)
     params = load_params()
-    it, prev = paths.spec(params, run)
+    it, prev = paths.spec(params.iterations, run)
     seed = schema.read(params.data.seed_file, schema.SEED)
     pool = schema.read(paths.data(prev) / "pool.parquet", schema.POOL)
     filtered = schema.read(paths.data(run) / "filtered.parquet", schema.FILTERED)

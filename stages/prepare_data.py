@@ -1,18 +1,24 @@
 """Stage prepare_data: seeds and eval splits of every domain, derived from data/raw."""
 
-import json
 from pathlib import Path
 
-from isara.cli import run_stage
+from isara import paths
 from isara.config import load_params
-from isara.data import prepare
+from isara.prepare_data import Sizes, prepare
+from isara.stage import run_stage
 
 
 def main() -> None:
     params = load_params()
-    counts = prepare(Path(params.data.raw_dir), Path(params.data.prepared_dir), params.data, params.seed)
-    Path("metrics").mkdir(exist_ok=True)
-    Path("metrics/data.json").write_text(json.dumps(counts, indent=2, sort_keys=True) + "\n")
+    sizes = Sizes(
+        category=params.data.category,
+        n_seed=params.data.n_seed,
+        min_answer_words=params.data.min_answer_words,
+        n_xstest_eval=params.data.n_xstest_eval,
+        n_alpaca_eval=params.data.n_alpaca_eval,
+    )
+    counts = prepare(Path(params.data.raw_dir), Path(params.data.prepared_dir), sizes, params.seed)
+    paths.write_json(Path("metrics/data.json"), counts)
 
 
 if __name__ == "__main__":

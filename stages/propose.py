@@ -3,10 +3,10 @@
 import logging
 
 from isara import backends, paths, schema
-from isara.cli import run_arg, run_stage
 from isara.config import load_params
 from isara.models import model_ref, set_threads
 from isara.propose import propose
+from isara.stage import run_arg, run_stage
 
 log = logging.getLogger("propose")
 
@@ -14,13 +14,13 @@ log = logging.getLogger("propose")
 def main() -> None:
     run = run_arg(__doc__)
     params = load_params()
-    it, prev = paths.spec(params, run)
+    it, prev = paths.spec(params.iterations, run)
     pool = schema.read(paths.data(prev) / "pool.parquet", schema.POOL)
     set_threads(params.model.threads)
-    model, tok = backends.load(paths.model(prev), params)  # scale.backend: here, vLLM or Ray
+    model, tok = backends.load(paths.model(prev), params.scale, params.model.device, params.model.trust_remote_code)
     done = schema.read(paths.data(it.extends) / "proposed.parquet", schema.PROPOSED)
-    n, ref = params.propose.n * it.scale, model_ref(paths.model(prev))
-    out = propose(model, tok, pool, params, it.k, n, ref, done)
+    n, ref, fmt = params.propose.n * it.scale, model_ref(paths.model(prev)), params.model.chat_format
+    out = propose(model, tok, pool, params.propose, fmt, params.contexts, params.seed, it.k, n, ref, done)
     schema.write(out, paths.data(run) / "proposed.parquet", schema.PROPOSED)
     log.info(
         "read pool %s (%d pairs); wrote %d questions to %s (%d of them from %s)",

@@ -1,7 +1,7 @@
 """Stage report: metrics/summary.json, plot tables, and report/ (markdown + PNG, rendered offline)."""
 
-from isara.cli import run_stage
 from isara.report import render
+from isara.stage import run_stage
 
 
 def main() -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.abc
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,39 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 ISARA = REPO / ".venv" / "bin" / "isara"
+
+# --- the fast tier (`make test-fast`): no model loaded, no process started, by construction ------
+
+FAST = os.environ.get("ISARA_FAST") == "1"
+# Modules whose every test loads a model or starts a process: not even collected in the fast tier.
+MODEL_MODULES = ("test_bad_inputs.py", "test_device.py", "test_distributed.py", "test_judges.py", "test_remote.py")
+collect_ignore = ["test_pipeline.py", *MODEL_MODULES] if FAST else []
+HEAVY = ("torch", "transformers", "sentence_transformers", "accelerate", "peft", "ray", "vllm")
+
+
+class _NoHeavyImports(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in HEAVY:
+            raise ImportError(f"the fast tier loads no model: importing {name}; mark the test @pytest.mark.model")
+        return None
+
+
+def _no_process(*args, **kwargs):
+    raise RuntimeError("the fast tier starts no process; mark the test @pytest.mark.model")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test of a MODEL_MODULES file is a `model` test, whatever the tier."""
+    for item in items:
+        if item.path.name in MODEL_MODULES:
+            item.add_marker(pytest.mark.model)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """In the fast tier a test that imports a model library or starts a process fails, naming the fix."""
+    if FAST:
+        sys.meta_path.insert(0, _NoHeavyImports())
+        subprocess.Popen.__init__ = _no_process  # type: ignore[method-assign]
 
 
 def isara(*args: str | Path, cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -28,6 +63,13 @@ def error_line(result: subprocess.CompletedProcess) -> str:
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("isara: error: "), lines[0]
     return lines[0]
+
+
+def sizes(data):
+    """The data params prepare_data reads, from a DataParams (the stage names each one)."""
+    from isara.prepare_data import Sizes
+
+    return Sizes(**{f: getattr(data, f) for f in Sizes._fields})
 
 
 def base_params() -> dict:
@@ -60,6 +102,7 @@ def copy_project(dst: Path) -> None:
     for name in (
         "isara",
         "stages",
+        "tools",
         "profiles",
         "dvc.yaml",
         "params.yaml",

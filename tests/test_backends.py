@@ -15,7 +15,8 @@ from isara import backends, schema
 from isara.config import GenerateParams, ScaleParams, load_params, parse_params
 from isara.errors import IsaraError
 from isara.generate import batch_seed
-from tests.conftest import REPO, base_params, error_line
+from isara.models import load_tokenizer
+from tests.conftest import REPO, base_params, error_line, sizes
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 # Every SamplingParams field sampling_kwargs may set (vllm 0.30.0, vllm/sampling_params.py).
@@ -26,8 +27,8 @@ VLLM_FIELDS |= {"skip_special_tokens"}
 def test_scale_params_default_to_transformers_and_refuse_unknown_values() -> None:
     assert load_params(REPO / "params.yaml").scale == ScaleParams()
     raw = base_params()
-    raw["scale"] = {"backend": "spark"}
-    with pytest.raises(IsaraError, match=r"scale\.backend"):
+    raw["scale"] = {"engine": "spark"}
+    with pytest.raises(IsaraError, match=r"scale\.engine"):
         parse_params(raw)
     raw["scale"] = {"ray_actor": 2}
     with pytest.raises(IsaraError, match=r"unknown key 'scale\.ray_actor'"):
@@ -71,18 +72,19 @@ def test_vllm_top_k_and_seeds_follow_the_transformers_path(tmp_path: Path) -> No
     assert len(seeds) == 50 * 64  # every row of every planned batch samples apart
 
 
+@pytest.mark.model
 @pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed here")
 def test_a_stage_asking_for_vllm_without_it_stops_on_one_line(tmp_path: Path) -> None:
     import random
 
-    from isara.data import safety_seed
     from isara.merge import seed_pool
+    from isara.prepare_data import safety_seed
 
     raw = base_params()
-    raw["scale"] = {"backend": "vllm"}
+    raw["scale"] = {"engine": "vllm"}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
     params = load_params(tmp_path / "params.yaml")
-    seed = safety_seed(REPO / "data/raw", params.data, set(), random.Random(0)).head(4)
+    seed = safety_seed(REPO / "data/raw", sizes(params.data), set(), random.Random(0)).head(4)
     schema.write(seed_pool(seed), tmp_path / "data/it0/pool.parquet", schema.POOL)
     done = subprocess.run(
         [sys.executable, str(REPO / "stages/propose.py"), "--run", "it1"],
@@ -92,7 +94,7 @@ def test_a_stage_asking_for_vllm_without_it_stops_on_one_line(tmp_path: Path) ->
         timeout=120,
     )
     line = error_line(done)
-    assert line == "isara: error: scale.backend=vllm: vLLM is not installed (pip install 'isara[vllm]')"
+    assert line == "isara: error: scale.engine=vllm: vLLM is not installed (pip install 'isara[vllm]')"
 
 
 # --- the real model on a local Ray instance ----------------------------------------------------
@@ -127,6 +129,6 @@ def test_ray_actors_write_the_texts_this_process_writes(base: Path, local_ray) -
     ]
     cfg = GenerateParams(max_new_tokens=12, batch_size=2, do_sample=True, temperature=0.9, top_p=0.95)
     here = generate(model, tok, prompts, cfg, 3, "chatml", "here")
-    engine = backends.Ray(base, ScaleParams(backend="ray", ray_actors=2), False)
-    there = generate(engine, backends.load_tokenizer(base), prompts, cfg, 3, "chatml", "ray")
+    engine = backends.Ray(base, ScaleParams(placement="ray", ray_actors=2), False)
+    there = generate(engine, load_tokenizer(base), prompts, cfg, 3, "chatml", "ray")
     assert there == here and all(here[1])

@@ -21,6 +21,7 @@ def _raw_dir_beside(path: Path) -> None:
     (path.parent / "data" / "raw").symlink_to(REPO / "data" / "raw")
 
 
+@pytest.mark.model
 def test_committed_params_validate() -> None:
     result = isara("validate", "--params", "params.yaml")
     assert result.returncode == 0, result.stderr
@@ -30,6 +31,7 @@ def test_committed_params_validate() -> None:
     assert params.contexts == raw["contexts"] and set(params.iterations) == set(raw["iterations"])
 
 
+@pytest.mark.model
 def test_tiny_profile_output_validates(tmp_path: Path) -> None:
     out = tmp_path / "params.yaml"
     result = isara("profile", "profiles/tiny.yaml", "--out", out)
@@ -57,6 +59,7 @@ def _assert_merged(merged: dict, base: dict, over: dict, where: str = "") -> Non
             assert value == base[key], name
 
 
+@pytest.mark.model
 def test_profile_deep_merges_and_writes_every_key() -> None:
     result = isara("profile", "profiles/tiny.yaml")  # to stdout
     assert result.returncode == 0, result.stderr
@@ -71,6 +74,7 @@ def test_profile_deep_merges_and_writes_every_key() -> None:
     assert merged["label"]["top_p"] == 1.0
 
 
+@pytest.mark.model
 def test_profile_keeps_base_values_not_defaults(tmp_path: Path) -> None:
     base = base_params()
     base["train"]["max_length"] = 333  # the model default is 384
@@ -86,6 +90,7 @@ def test_profile_keeps_base_values_not_defaults(tmp_path: Path) -> None:
     assert merged["iterations"]["it1"]["k"] == 1 and merged["iterations"]["it1"]["prev"] == 0
 
 
+@pytest.mark.model
 def test_profile_with_a_bad_overlay_names_it(tmp_path: Path) -> None:
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text("train: {lrr: 0.1}\n", encoding="utf-8")
@@ -157,6 +162,7 @@ def bad_params_runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
         return dict(pool.map(run, BAD_PARAMS))
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("case", BAD_PARAMS, ids=list(BAD_PARAMS))
 def test_bad_params_fail_in_one_line(case: str, bad_params_runs: dict) -> None:
     expected = BAD_PARAMS[case][1]
@@ -182,6 +188,7 @@ BAD_FILES = {
 }
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("case", BAD_FILES, ids=list(BAD_FILES))
 def test_bad_params_files_fail_in_one_line(case: str, tmp_path: Path) -> None:
     content, expected = BAD_FILES[case]
@@ -195,6 +202,7 @@ def test_bad_params_files_fail_in_one_line(case: str, tmp_path: Path) -> None:
         load_params(path)
 
 
+@pytest.mark.model
 def test_missing_params_file(tmp_path: Path) -> None:
     path = tmp_path / "nowhere.yaml"
     line = error_line(isara("validate", "--params", path))
@@ -203,6 +211,7 @@ def test_missing_params_file(tmp_path: Path) -> None:
         load_params(path)
 
 
+@pytest.mark.model
 def test_validate_checks_the_files_params_name(tmp_path: Path) -> None:
     raw = base_params()
     raw["data"]["raw_dir"] = "no/such/dir"
@@ -213,6 +222,7 @@ def test_validate_checks_the_files_params_name(tmp_path: Path) -> None:
     assert "data.raw_dir" in line and "no/such/dir" in line
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("where", ["before", "after"])
 def test_debug_shows_the_traceback(where: str, tmp_path: Path) -> None:
     path = tmp_path / "nowhere.yaml"

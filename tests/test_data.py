@@ -1,4 +1,4 @@
-"""Seeds and eval splits derived by isara.data.prepare from the real data/raw."""
+"""Seeds and eval splits derived by isara.prepare_data.prepare from the real data/raw."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ import pytest
 
 from isara import schema
 from isara.config import DataParams
-from isara.data import norm, prepare, safety_seed, trim_to_sentence
-from tests.conftest import REPO
+from isara.prepare_data import prepare, safety_seed, trim_to_sentence
+from isara.schema import norm
+from tests.conftest import REPO, sizes
 
 RAW = REPO / "data" / "raw"
-P = DataParams()
+P = sizes(DataParams())
 FILES = {
     "eval_safety": schema.EVAL_PROMPTS,
     "xstest_split": schema.XSTEST_SPLIT,

@@ -12,8 +12,8 @@ import torch
 from isara.config import GenerateParams, TrainParams
 from isara.errors import IsaraError
 from isara.generate import generate, run_batch
-from isara.gpu_check import SHAPES
 from isara.models import torch_device
+from tools.gpu_check import SHAPES
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="torch sees no CUDA device")

@@ -15,7 +15,7 @@ import yaml
 from isara import merge, schema
 from isara.config import TrainParams, load_params
 from isara.distributed import LAUNCHED, launch_command, launch_env, shard
-from tests.conftest import REPO, base_params
+from tests.conftest import REPO, base_params, sizes
 
 # Largest per-step loss difference allowed between 2 processes and 1 (fp32). Measured: 1e-6 at
 # most over the 8 steps below (the csv's last digit). Two wrong versions tried once: the loss
@@ -88,7 +88,7 @@ def test_slice_losses_average_to_the_batch_loss() -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from isara.train import IGNORE, collate, step_loss
+    from isara.loss import IGNORE, collate, step_loss
 
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
@@ -116,7 +116,7 @@ def train_stage(base: Path, folder: Path, processes: int) -> tuple[pl.DataFrame,
     """The real train stage in a workspace of its own: (loss log, watched writes, stderr)."""
     import random
 
-    from isara.data import safety_seed
+    from isara.prepare_data import safety_seed
 
     raw = base_params()
     raw["iterations"] = {"it1": {"k": 1, "prev": 0, "extends": "it0"}}
@@ -125,7 +125,9 @@ def train_stage(base: Path, folder: Path, processes: int) -> tuple[pl.DataFrame,
     (folder / "models").mkdir(parents=True)
     (folder / "models/it0").symlink_to(base)
     (folder / "params.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
-    seed = safety_seed(REPO / "data/raw", load_params(REPO / "params.yaml").data, set(), random.Random(0)).head(16)
+    seed = safety_seed(REPO / "data/raw", sizes(load_params(REPO / "params.yaml").data), set(), random.Random(0)).head(
+        16
+    )
     weights = pl.Series("weight", [1.0, 0.5, 1.0, 0.25] * 4)  # unequal: the mean is over examples, not weights
     (folder / "data/it1").mkdir(parents=True)
     schema.write(merge.seed_pool(seed).with_columns(weights), folder / "data/it1/train.parquet", schema.TRAIN)

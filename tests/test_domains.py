@@ -29,6 +29,7 @@ def test_domain_pipeline_is_the_root_one_seen_from_its_folder(folder: Path) -> N
         assert not [d for d in spec.get("deps", []) if d.startswith(("stages/", "isara/", "data/raw"))], name
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("folder", DOMAINS, ids=lambda p: p.name)
 def test_domain_params_validate_and_read_shared_data_from_the_root(folder: Path) -> None:
     result = isara("validate", "--params", folder / "params.yaml")
@@ -57,6 +58,7 @@ def test_derive_rewrites_only_code_and_raw_data() -> None:
     assert out["plots"] == root["plots"] and root["stages"]["train"]["do"]["deps"][0] == "isara/train.py"
 
 
+@pytest.mark.model
 def test_bad_domain_requests_fail_on_one_line(tmp_path: Path) -> None:
     assert "file not found" in error_line(isara("domain", "x", "--seed", "nope.parquet", "--eval", "nope.parquet"))
     assert "use letters" in error_line(isara("domain", "../x", "--seed", "a", "--eval", "b"))

@@ -10,8 +10,9 @@ import polars as pl
 import pytest
 
 from isara import schema
-from isara.evaluate import sample_prompts, summarize, truth_diff, wilson
+from isara.evaluate import sample_prompts, summarize, truth_diff
 from isara.gate import check, lookup
+from isara.stats import wilson
 from tests.conftest import isara
 
 
@@ -96,6 +97,7 @@ def gate_files(tmp_path: Path) -> tuple[Path, Path]:
     return base, rules
 
 
+@pytest.mark.model
 def test_gate_passes_within_tolerance_and_fails_on_regression(tmp_path: Path, gate_files) -> None:
     base, rules = gate_files
     ok_run = _write(
@@ -113,6 +115,7 @@ def test_gate_passes_within_tolerance_and_fails_on_regression(tmp_path: Path, ga
     assert result.returncode == 1 and "REGRESSED" in result.stdout and "models.it2.harmful_rate" in result.stderr
 
 
+@pytest.mark.model
 def test_gate_fails_on_a_missing_metric(tmp_path: Path, gate_files) -> None:
     base, rules = gate_files
     missing = _write(tmp_path / "missing.json", {"models": {"it2": {"harmful_rate": 0.1}}, "judge": {}})

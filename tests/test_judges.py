@@ -13,8 +13,8 @@ import pytest
 
 from isara import judge_data, schema
 from isara.config import parse_params
-from isara.data import norm
 from isara.judges import RECIPE, WEIGHTS, HFClassifier, Judges, binary_metrics, train_judges
+from isara.schema import norm
 from tests.conftest import REPO, base_params
 
 RAW = REPO / "data" / "raw"
@@ -96,10 +96,26 @@ def params():
     return parse_params(raw)
 
 
+def _train(params, inputs, out: Path) -> dict:
+    j = params.judge
+    return train_judges(
+        *inputs,
+        out,
+        harm=j.harm,
+        refusal=j.refusal,
+        sources=j.sources,
+        max_train_per_source=j.max_train_per_source,
+        max_test_per_source=j.max_test_per_source,
+        threshold=j.threshold,
+        embedder=params.model.embedder,
+        seed=params.seed,
+    )
+
+
 @pytest.fixture(scope="module")
 def trained(inputs, params, tmp_path_factory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("judges")
-    return train_judges(params, *inputs, out), out
+    return _train(params, inputs, out), out
 
 
 def test_training_data_holds_no_eval_or_test_prompt(inputs, params):
@@ -134,7 +150,7 @@ def test_judges_learn_and_beat_chance(trained):
 
 def test_saved_judges_are_byte_identical_and_reload(trained, inputs, params, tmp_path):
     metrics, out = trained
-    again = train_judges(params, *inputs, tmp_path)
+    again = _train(params, inputs, tmp_path)
     assert again == metrics
     for name in (WEIGHTS, RECIPE):
         assert (out / name).read_bytes() == (tmp_path / name).read_bytes(), name

@@ -10,8 +10,9 @@ import pytest
 
 from isara import embed, filter, index, merge, schema
 from isara.config import FilterParams, GenerateParams, IndexParams, TrainParams, load_params
-from isara.icl import answer_prompt, clean, fit, propose_prompt
+from isara.icl import answer_prompt, clean, fit_prompt, propose_prompt
 from isara.propose import draw_contexts
+from tests.conftest import sizes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,10 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def seed() -> pl.DataFrame:
     import random
 
-    from isara.data import safety_seed
+    from isara.prepare_data import safety_seed
 
     params = load_params(ROOT / "params.yaml")
-    return safety_seed(ROOT / "data/raw", params.data, set(), random.Random(0)).head(12)
+    return safety_seed(ROOT / "data/raw", sizes(params.data), set(), random.Random(0)).head(12)
 
 
 def test_prompts_hold_only_example_pairs() -> None:
@@ -45,7 +46,7 @@ def test_clean_cuts_at_role_markers() -> None:
 
 def test_fit_drops_farthest_examples_first() -> None:
     pairs = [("far " * 50, "x"), ("near", "y")]
-    prompt, kept = fit(pairs, lambda ps: answer_prompt(ps, "q", "plain"), lambda t: len(t.split()), 20)
+    prompt, kept = fit_prompt(pairs, lambda ps: answer_prompt(ps, "q", "plain"), lambda t: len(t.split()), 20)
     assert kept == 1 and "far" not in prompt and "near" in prompt
 
 
@@ -57,7 +58,7 @@ def test_cut_examples_and_overlong_prompts_are_counted_in_the_log(caplog) -> Non
     pairs = [("q one", "a one two three"), ("q two", "a two three four")]
     build = lambda ps, q="new question": answer_prompt(ps, q, "plain")  # noqa: E731
     for question in ("short question", "a question far too long " * 4):
-        prompt, kept = fit(pairs, lambda ps, q=question: build(ps, q), words, 12)
+        prompt, kept = fit_prompt(pairs, lambda ps, q=question: build(ps, q), words, 12)
         cut.add(len(pairs), kept, prompt)
     with caplog.at_level("WARNING"):
         cut.report()
@@ -72,6 +73,7 @@ def test_draw_contexts_is_seeded_and_distinct() -> None:
     assert draw_contexts(pool, 5, 3, seed=8) != a
 
 
+@pytest.mark.model
 def test_embedding_cache_embeds_each_text_once(seed: pl.DataFrame) -> None:
     qs = seed["question"].to_list()
     cache, n = embed.embed_new(embed.empty_cache(), qs[:8], "all-MiniLM-L6-v2")
@@ -82,6 +84,7 @@ def test_embedding_cache_embeds_each_text_once(seed: pl.DataFrame) -> None:
     assert vecs.shape == (3, 384) and np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-5)
 
 
+@pytest.mark.model
 def test_index_is_byte_identical_and_finds_itself(seed: pl.DataFrame, tmp_path: Path) -> None:
     qs, ids = seed["question"].to_list(), seed["sample_id"].to_list()
     vecs = embed.encode(qs, "all-MiniLM-L6-v2")
@@ -163,12 +166,13 @@ def test_merge_weights_and_scaling(seed: pl.DataFrame) -> None:
     assert nxt.height == seed.height + 1 and ratio == pytest.approx((seed.height + 1) / seed.height)
 
 
+@pytest.mark.model
 def test_generation_and_training_on_the_real_model(base: Path, seed: pl.DataFrame) -> None:
     import torch
 
     from isara.generate import generate
     from isara.models import load_model
-    from isara.train import encode, train
+    from isara.train import tokenize_rows, train
 
     torch.set_num_threads(2)
     model, tok = load_model(base)
@@ -179,7 +183,7 @@ def test_generation_and_training_on_the_real_model(base: Path, seed: pl.DataFram
     assert raw == again and all(t.strip() for t in texts)
 
     data = merge.seed_pool(seed.head(4)).with_columns(pl.Series("weight", [1.0, 1.0, 0.0, 1.0]))
-    examples = encode(tok, data, "chatml", 256)
+    examples = tokenize_rows(tok, data, "chatml", 256)
     assert len(examples) == 3  # the weight-0 row is not trained on
     ids, labels, _ = examples[0]
     prompt_len = len(tok(answer_prompt([], data["question"][0], "chatml"), add_special_tokens=False)["input_ids"])
@@ -189,6 +193,7 @@ def test_generation_and_training_on_the_real_model(base: Path, seed: pl.DataFram
     assert history[-1]["loss"] < history[0]["loss"]
 
 
+@pytest.mark.model
 def test_prepared_model_is_safetensors_and_reloads(base: Path) -> None:
     from isara.models import load_model, model_ref
 
@@ -200,6 +205,7 @@ def test_prepared_model_is_safetensors_and_reloads(base: Path) -> None:
     assert model_ref(base) == model_ref(base) and len(model_ref(base)) == 16
 
 
+@pytest.mark.model
 def test_missing_models_fail_with_one_clear_line(tmp_path: Path) -> None:
     from isara.errors import IsaraError
     from isara.models import convert_base, load_model, packaged_dir
@@ -216,6 +222,7 @@ def test_missing_models_fail_with_one_clear_line(tmp_path: Path) -> None:
         load_model(tmp_path)
 
 
+@pytest.mark.model
 def test_lora_training_merges_into_a_plain_checkpoint(base: Path, seed: pl.DataFrame, tmp_path: Path) -> None:
     import torch
 
@@ -236,6 +243,7 @@ def test_lora_training_merges_into_a_plain_checkpoint(base: Path, seed: pl.DataF
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
+@pytest.mark.model
 def test_training_resumes_from_its_checkpoint_to_the_same_weights(
     base: Path, seed: pl.DataFrame, tmp_path: Path, monkeypatch
 ) -> None:
@@ -244,6 +252,7 @@ def test_training_resumes_from_its_checkpoint_to_the_same_weights(
 
     from isara import train as T
     from isara.models import load_model
+    from isara.resume import META
 
     torch.set_num_threads(2)
     data = merge.seed_pool(seed.head(6)).with_columns(pl.lit(1.0).alias("weight"))
@@ -262,7 +271,7 @@ def test_training_resumes_from_its_checkpoint_to_the_same_weights(
     model, tok = load_model(base)
     with pytest.raises(RuntimeError, match="simulated crash"):
         T.train(model, tok, data, cfg, 1, 0, "chatml", tmp_path / "ckpt")
-    assert saves == [2, 4] and (tmp_path / "ckpt" / T.META).is_file()
+    assert saves == [2, 4] and (tmp_path / "ckpt" / META).is_file()
     model, tok = load_model(base)  # a fresh process would start from the base weights again
     resumed, hist = T.train(model, tok, data, cfg, 1, 0, "chatml", tmp_path / "ckpt")
     assert saves == [2, 4]  # steps 5-6 ran after the resume; no checkpoint after the last step
@@ -308,32 +317,41 @@ def test_a_run_extending_another_reuses_its_rows_and_generates_only_the_rest(see
     """The one-shot baseline's first half is it1's output: same draws, same prompts, read not generated."""
     from isara import label as label_mod
     from isara import propose as propose_mod
+    from isara import resume
     from isara.errors import IsaraError
 
     fake = _FakeGenerate()
     monkeypatch.setattr(propose_mod, "generate", fake)
     monkeypatch.setattr(label_mod, "generate", fake)
     params, tok, pool = load_params(ROOT / "params.yaml"), _WordTokenizer(), merge.seed_pool(seed)
-    whole = propose_mod.propose(None, tok, pool, params, 1, 6, "m0")
-    first = propose_mod.propose(None, tok, pool, params, 1, 4, "m0")
+    fmt, c, s = params.model.chat_format, params.contexts, params.seed
+
+    def propose(n: int, ref: str, done=None):
+        return propose_mod.propose(None, tok, pool, params.propose, fmt, c, s, 1, n, ref, done)
+
+    def label(rows, neighbors, dists, done=None):
+        return label_mod.label(None, tok, rows, pool, neighbors, dists, params.label, fmt, s, 1, "m0", done)
+
+    whole = propose(6, "m0")
+    first = propose(4, "m0")
     fake.calls.clear()
-    extended = propose_mod.propose(None, tok, pool, params, 1, 6, "m0", done=first)
+    extended = propose(6, "m0", done=first)
     assert extended.head(4).equals(first)
     assert extended["context_ids"].to_list() == whole["context_ids"].to_list()
     (prompts, part_seed), *more = fake.calls
-    assert not more and len(prompts) == 2 and part_seed == propose_mod.part_seed(params.seed + 1, 4)
+    assert not more and len(prompts) == 2 and part_seed == resume.part_seed(params.seed + 1, 4)
     assert part_seed != params.seed + 1  # the new rows do not replay the extended run's sampling
     with pytest.raises(IsaraError, match="another model"):
-        propose_mod.propose(None, tok, pool, params, 1, 6, "m1", done=first)
+        propose(6, "m1", done=first)
     with pytest.raises(IsaraError, match="more than"):
-        propose_mod.propose(None, tok, pool, params, 1, 3, "m0", done=first)
+        propose(3, "m0", done=first)
 
     ids = pool["sample_id"].to_list()
     neighbors = [ids[i : i + 3] for i in range(6)]
     dists = [[0.1, 0.2, 0.3]] * 6
-    done = label_mod.label(None, tok, extended.head(4), pool, neighbors[:4], dists[:4], params, 1, "m0")
+    done = label(extended.head(4), neighbors[:4], dists[:4])
     fake.calls.clear()
-    labeled = label_mod.label(None, tok, extended, pool, neighbors, dists, params, 1, "m0", done=done)
+    labeled = label(extended, neighbors, dists, done=done)
     assert labeled.head(4).equals(done) and len(fake.calls) == 1 and len(fake.calls[0][0]) == 2
     with pytest.raises(IsaraError, match="another model, pool or seed"):
-        label_mod.label(None, tok, extended, pool, neighbors[::-1], dists, params, 1, "m0", done=done)
+        label(extended, neighbors[::-1], dists, done=done)

@@ -128,15 +128,24 @@ def test_a_rerun_from_scratch_gives_the_same_lock(repo: Path) -> None:
         pytest.fail(f"dvc.lock changed on a rerun from scratch:\n{diff[:3000]}")
 
 
-def test_ray_backend_stages_write_the_default_backends_bytes(repo: Path) -> None:
-    """propose@it1 and label@it1 again with scale.backend ray: the same parquet files, byte for byte."""
+def test_ray_placement_writes_the_same_bytes_and_reruns_nothing(repo: Path) -> None:
+    """propose@it1 and label@it1 again on Ray actors: the same parquet files, byte for byte; so no
+    stage lists scale.placement, and dvc sees nothing to rerun. The engine is a generation stage param."""
     pytest.importorskip("ray")
     outs = [repo / "data/it1/proposed.parquet", repo / "data/it1/labeled.parquet"]
     default = [f.read_bytes() for f in outs]
     params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
-    params["scale"]["backend"] = "ray"
+    params["scale"]["placement"] = "ray"
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     try:
+        assert "up to date" in sh("dvc status", repo).lower()
+        params["scale"]["engine"] = "vllm"
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+        changed = sh("dvc status --json", repo)
+        assert all(f'"{s}@it1"' in changed for s in ("propose", "label", "evaluate"))
+        assert '"embed@it1"' not in changed and '"train@it1"' not in changed
+        params["scale"]["engine"] = "transformers"
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
         for f in outs:
             f.unlink()
         sh(f"{sys.executable} stages/propose.py --run it1 && {sys.executable} stages/label.py --run it1", repo)
@@ -243,9 +252,9 @@ def test_a_domain_of_ones_own_runs_through_the_readme_steps(repo: Path) -> None:
 
 
 def test_the_gpu_check_prepares_the_paper_batch_and_times_it(repo: Path, tmp_path: Path) -> None:
-    """python -m isara.gpu_check on this CPU: the paper profile's first batch, timed per backend."""
+    """python tools/gpu_check.py on this CPU: the paper profile's first batch, timed per backend."""
     out = tmp_path / "gpu_check"
-    sh(f"{sys.executable} -m isara.gpu_check prepare --out {out}", repo)
+    sh(f"{sys.executable} tools/gpu_check.py prepare --out {out}", repo)
     batch = json.loads((out / "batch.json").read_text(encoding="utf-8"))
     paper = yaml.safe_load((repo / "profiles/paper.yaml").read_text(encoding="utf-8"))
     assert len(batch["prompts"]) == paper["propose"]["batch_size"] and batch["batches_in_plan"] > 1
@@ -253,7 +262,7 @@ def test_the_gpu_check_prepares_the_paper_batch_and_times_it(repo: Path, tmp_pat
     assert all(p.count("Question:") == paper["contexts"] + 1 for p in batch["prompts"][:4])
     result = tmp_path / "result.json"
     args = f"--dir {out} --random-init llama-tiny --device cpu --one-by-one 2 --out {result}"
-    sh(f"{sys.executable} -m isara.gpu_check run {args}", repo)
+    sh(f"{sys.executable} tools/gpu_check.py run {args}", repo)
     got = json.loads(result.read_text(encoding="utf-8"))["backends"]
     assert got["transformers"]["new_tokens"] > 0 and got["transformers"]["new_tokens_per_s"] > 0
     assert got["transformers, one prompt at a time"]["prompts"] == 2

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from isara import schema
-from isara.data import norm
+from isara.schema import norm
 from tests.conftest import REPO, error_line, isara
 
 MALFORMED = Path(__file__).parent / "malformed"
@@ -49,6 +49,7 @@ def _import(src: Path, out: Path, params: Path, *extra: str):
     return isara("seed", "import", src, "--out", out, "--params", params, *extra)
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("ext", ["csv", "tsv", "jsonl", "parquet"])
 def test_good_seed_imports(ext: str, tmp_path: Path, seed_params: Path) -> None:
     src = _write(tmp_path / f"seed.{ext}", PAIRS)
@@ -64,6 +65,7 @@ def test_good_seed_imports(ext: str, tmp_path: Path, seed_params: Path) -> None:
     assert set(seed["origin"]) == {"seed"} and set(seed["source"]) == {src.name}
 
 
+@pytest.mark.model
 def test_sample_id_is_stable_across_formats_and_padding(tmp_path: Path, seed_params: Path) -> None:
     padded = [(f"  {q}\n", f"\t{a}  ") for q, a in PAIRS]  # surrounding whitespace is not content
     ids = []
@@ -75,6 +77,7 @@ def test_sample_id_is_stable_across_formats_and_padding(tmp_path: Path, seed_par
     assert len(set(ids[0])) == len(PAIRS)
 
 
+@pytest.mark.model
 def test_imported_seed_passes_validate(tmp_path: Path, seed_params: Path) -> None:
     out = tmp_path / "seeds" / "custom.parquet"
     assert _import(_write(tmp_path / "seed.csv", PAIRS), out, seed_params).returncode == 0
@@ -88,6 +91,7 @@ def test_imported_seed_passes_validate(tmp_path: Path, seed_params: Path) -> Non
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.model
 def test_custom_column_names(tmp_path: Path, seed_params: Path) -> None:
     src = _write(tmp_path / "seed.csv", PAIRS, q="prompt", a="response")
     out = tmp_path / "out.parquet"
@@ -99,6 +103,7 @@ def test_custom_column_names(tmp_path: Path, seed_params: Path) -> None:
     assert pl.read_parquet(out)["question"].to_list() == [q for q, _ in PAIRS]
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("name", ["bom.csv", "bom.jsonl"])
 def test_byte_order_mark_is_accepted(name: str, tmp_path: Path, seed_params: Path) -> None:
     out = tmp_path / "out.parquet"
@@ -165,6 +170,7 @@ def bad_imports(tmp_path_factory: pytest.TempPathFactory, seed_params: Path) -> 
         return dict(pool.map(run, BAD_SEEDS))
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("name", BAD_SEEDS)
 def test_malformed_seed_fails_in_one_line_and_writes_nothing(name: str, bad_imports: dict) -> None:
     src = MALFORMED / name
@@ -176,6 +182,7 @@ def test_malformed_seed_fails_in_one_line_and_writes_nothing(name: str, bad_impo
     assert not out.parent.exists()  # neither the seed nor a temporary file nor its folder
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("kind", ["missing", "directory"])
 def test_seed_path_that_is_not_a_file(kind: str, tmp_path: Path, seed_params: Path) -> None:
     src = tmp_path / "seed.csv"
@@ -187,6 +194,7 @@ def test_seed_path_that_is_not_a_file(kind: str, tmp_path: Path, seed_params: Pa
     assert not out.exists()
 
 
+@pytest.mark.model
 def test_duplicate_check_uses_the_shared_normalisation(tmp_path: Path, seed_params: Path) -> None:
     pairs = [*PAIRS, (" WHY do people say  all women are BAD drivers? ", "A second answer.")]
     assert norm(pairs[-1][0]) == norm(pairs[0][0])

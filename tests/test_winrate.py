@@ -11,9 +11,9 @@ import polars as pl
 import pytest
 
 from isara import schema
-from isara.data import norm
 from isara.errors import IsaraError
 from isara.models import embedder_path
+from isara.schema import norm
 from isara.winrate import PROXY, Preference, accuracy, compare, known_pairs, outcomes, win_rate
 
 RAW = Path(__file__).resolve().parents[1] / "data/raw"
@@ -43,6 +43,7 @@ def proxy() -> Preference:
     return Preference(PROXY, "all-MiniLM-L6-v2")
 
 
+@pytest.mark.model
 def test_reference_similarity_prefers_on_topic_answers_to_off_topic_ones_and_refusals(proxy) -> None:
     pairs = known_pairs(RAW, set(), n=40, seed=1)
     measured = accuracy(proxy, pairs, margin=0.01)
@@ -85,6 +86,7 @@ def _gen(name: str, answers: list[str]) -> pl.DataFrame:
     )
 
 
+@pytest.mark.model
 def test_compare_counts_each_model_against_pretrained(proxy) -> None:
     refs = [
         "Paris is the capital of France, on the Seine.",
@@ -109,6 +111,7 @@ def test_compare_counts_each_model_against_pretrained(proxy) -> None:
     assert rates == {} and decisions.height == 0
 
 
+@pytest.mark.model
 def test_helpful_prompts_of_any_suite_are_compared(proxy) -> None:
     """A domain of one's own: suite "custom", expect "helpful", references from `isara eval import`."""
     refs = ["Paris is the capital of France.", "Water boils at 100 degrees Celsius at sea level."]
@@ -124,6 +127,7 @@ def test_helpful_prompts_of_any_suite_are_compared(proxy) -> None:
     assert "empty" not in compare(gens, prompts, proxy, margin=0.01)[0]
 
 
+@pytest.mark.model
 def test_reward_model_slot(tmp_path: Path) -> None:
     """A local one-logit sequence classifier plugs in (MiniLM with an untrained head: plumbing only)."""
     two = Preference(embedder_path("all-MiniLM-L6-v2"), "all-MiniLM-L6-v2")

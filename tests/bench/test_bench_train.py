@@ -37,6 +37,7 @@ def _worker(variant: str) -> dict:
 
     from isara import train as T
     from isara.config import TrainParams
+    from isara.loss import collate, step_loss
     from isara.models import load_model
 
     torch.set_num_threads(2)
@@ -50,14 +51,14 @@ def _worker(variant: str) -> dict:
         model.config.use_cache = False
     model.train()
     data = pl.read_parquet(ROOT / "data/it1/train.parquet")
-    examples = T.encode(tok, data, "chatml", 256)
+    examples = T.tokenize_rows(tok, data, "chatml", 256)
     plan = T.batches([len(e[0]) for e in examples], BATCH, np.random.default_rng(0))[:STEPS]
     # The baseline is the plain path: per-tensor AdamW; the others use the pipeline's fused AdamW.
     fused = variant != "baseline"
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-5, fused=fused)
     losses, tokens, seconds = [], 0, 0.0
     for step, idx in enumerate(plan):
-        ids, mask, labels, w = T.collate([examples[i] for i in idx], tok.pad_token_id)
+        ids, mask, labels, w = collate([examples[i] for i in idx], tok.pad_token_id)
         start = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
             if variant == "baseline":
@@ -67,7 +68,7 @@ def _worker(variant: str) -> dict:
                 m = (y != -100).float()
                 loss = (((tok_loss * m).sum(1) / m.sum(1).clamp(min=1)) * w).mean()
             else:
-                loss = T.step_loss(model, ids, mask, labels, w)
+                loss = step_loss(model, ids, mask, labels, w)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -2,8 +2,8 @@
 
 Two steps, because the GPU machine may have neither the pipeline's data nor its model:
 
-    python -m isara.gpu_check prepare --out gpu_check            # here, after `dvc repro prepare_model init_pool`
-    python -m isara.gpu_check run --dir gpu_check --model FOLDER --out result.json   # on the GPU machine
+    python tools/gpu_check.py prepare --out gpu_check            # here, after `dvc repro prepare_model init_pool`
+    python tools/gpu_check.py run --dir gpu_check --model FOLDER --out result.json   # on the GPU machine
 
 `prepare` builds the paper profile's iteration-1 proposal prompts with the propose stage's own code
 (the seed pool, 8 in-context examples, the prompt budget), cuts them into batches with the stage's
@@ -41,14 +41,17 @@ def prepare(profile: Path, base: Path, pool: Path, tokenizer: Path, out: Path) -
     import yaml
 
     from isara import schema
-    from isara.backends import load_tokenizer
     from isara.config import apply_profile, parse_params
     from isara.generate import plan_batches, token_counter
-    from isara.propose import part_seed, prompts_for
+    from isara.models import load_tokenizer
+    from isara.propose import prompts_for
+    from isara.resume import part_seed
 
     params = parse_params(yaml.safe_load(apply_profile(base, profile)), str(profile))
     tok = load_tokenizer(tokenizer)
-    prompts, _ = prompts_for(tok, schema.read(pool, schema.POOL), params, 1, params.propose.n)
+    p = params.propose
+    pool_rows = schema.read(pool, schema.POOL)
+    prompts, _ = prompts_for(tok, pool_rows, p, params.model.chat_format, params.contexts, params.seed, 1, p.n)
     lengths = list(map(token_counter(tok), prompts))
     plan = plan_batches(lengths, params.propose.batch_size, params.propose.max_new_tokens)
     out.mkdir(parents=True, exist_ok=True)
@@ -172,7 +175,7 @@ def _vllm(net, tok, ids: list[list[int]], cfg, seed: int, fmt: str, folder: Path
     weights = folder / "weights"
     net.save_pretrained(weights, safe_serialization=True)
     tok.save_pretrained(weights)
-    engine = Vllm(weights, ScaleParams(backend="vllm"))
+    engine = Vllm(weights, ScaleParams(engine="vllm"))
     job = [Job(0, ids, seed)]
     list(engine.run(job[:1], cfg.model_copy(update={"max_new_tokens": 4}), fmt))  # start-up, not timed
     out, secs = _timed(lambda: dict(engine.run(job, cfg, fmt)))
@@ -184,7 +187,7 @@ def _vllm(net, tok, ids: list[list[int]], cfg, seed: int, fmt: str, folder: Path
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m isara.gpu_check", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python tools/gpu_check.py", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="step", required=True)
     p = sub.add_parser("prepare", help="here: the first proposal batch of a profile, and its tokenizer")
     p.add_argument("--profile", type=Path, default=Path("profiles/paper.yaml"))

@@ -1,31 +1,37 @@
-"""Deterministic derivation of seeds and eval splits from the raw public data in data/raw."""
+"""Stage prepare_data: every domain's seed and eval split, derived deterministically from data/raw."""
 
 from __future__ import annotations
 
-import csv
-import gzip
 import json
 import logging
 import random
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import polars as pl
 
 from isara import schema
-from isara.config import DataParams
 from isara.errors import IsaraError
+from isara.raw import alpaca_references, need, read_csv, read_jsonl
+from isara.schema import norm
 
 log = logging.getLogger(__name__)
+
+
+class Sizes(NamedTuple):
+    """The data params the splits depend on (and nothing else of the data section)."""
+
+    category: str  # the BeaverTails category of the safety seed and its eval prompts
+    n_seed: int
+    min_answer_words: int
+    n_xstest_eval: int
+    n_alpaca_eval: int
+
 
 _SENTENCE_END = re.compile(r"""[.!?]["')\]]*(?=\s|$)""")
 # "1." opens a list item (also glued on as in "issue.2.") and "Mr." a name; neither ends a sentence.
 _FALSE_END = re.compile(r"((^|\n|(?<!\d)[.!?:])\s*\d+|\b(Mr|Mrs|Ms|Dr|Prof))\.$")
-
-
-def norm(text: str) -> str:
-    """The key under which two prompts count as the same prompt."""
-    return " ".join(text.lower().split())
 
 
 def trim_to_sentence(text: str) -> str:
@@ -34,32 +40,6 @@ def trim_to_sentence(text: str) -> str:
         if not _FALSE_END.search(text[: end.end()]):
             return text[: end.end()].strip()
     return ""
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """Rows of a JSON-lines file, gzip-compressed or not; a missing file is a one-line error."""
-    opener = gzip.open if need(path).suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
-def _csv(path: Path) -> list[dict]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8", newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-def need(path: Path) -> Path:
-    """The path, or a one-line error naming it when the raw data file is missing."""
-    if not path.is_file():
-        raise IsaraError(f"{path}: raw data file not found")
-    return path
-
-
-def alpaca_references(raw: Path) -> dict[str, str]:
-    """AlpacaEval 2.0's reference outputs (GPT-4 Turbo), by normalised instruction."""
-    with gzip.open(need(raw / "alpaca_eval/alpaca_eval_gpt4_1106_preview.json.gz"), "rt", encoding="utf-8") as fh:
-        return {norm(r["instruction"]): r["output"] for r in json.load(fh)}
 
 
 def _seed_frame(rows: list[tuple[str, str, str]]) -> pl.DataFrame:
@@ -84,7 +64,7 @@ def _eval_frame(rows: list[dict]) -> pl.DataFrame:
     return df.unique("prompt_id", keep="first", maintain_order=True)
 
 
-def safety_eval(raw: Path, p: DataParams, rng: random.Random) -> tuple[pl.DataFrame, pl.DataFrame]:
+def safety_eval(raw: Path, p: Sizes, rng: random.Random) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Eval prompts of the safety domain, and the XSTest prompt split (eval vs judges)."""
     rows: list[dict] = []
     seen: set[str] = set()
@@ -94,11 +74,11 @@ def safety_eval(raw: Path, p: DataParams, rng: random.Random) -> tuple[pl.DataFr
             rows.append({"prompt": r["prompt"], "suite": "category", "category": p.category, "expect": "harmful"})
     if not rows:
         raise IsaraError(f"data.category: no BeaverTails test prompt has category '{p.category}'")
-    for r in _csv(need(raw / "beavertails_evaluation/BeaverTails-Evaluation.csv")):
+    for r in read_csv(raw / "beavertails_evaluation/BeaverTails-Evaluation.csv"):
         rows.append(
             {"prompt": r["prompt"], "suite": "beavertails_eval", "category": r["category"], "expect": "harmful"}
         )
-    xs = _csv(need(raw / "xstest/xstest_prompts.csv"))
+    xs = read_csv(raw / "xstest/xstest_prompts.csv")
     safe = [r for r in xs if r["label"] == "safe"]
     rng.shuffle(safe)
     eval_ids = {r["id"] for r in safe[: p.n_xstest_eval]}
@@ -134,7 +114,7 @@ def safety_eval(raw: Path, p: DataParams, rng: random.Random) -> tuple[pl.DataFr
     return _eval_frame(rows), split
 
 
-def safety_seed(raw: Path, p: DataParams, excluded: set[str], rng: random.Random) -> pl.DataFrame:
+def safety_seed(raw: Path, p: Sizes, excluded: set[str], rng: random.Random) -> pl.DataFrame:
     """D0: safe answers to prompts of the chosen category, none of them an eval prompt."""
     path = need(raw / "beavertails_spard_pairs/beavertails_spard_pairs_with_categories.jsonl.gz")
     rows, seen = [], set(excluded)
@@ -151,8 +131,8 @@ def safety_seed(raw: Path, p: DataParams, excluded: set[str], rng: random.Random
     return _seed_frame(rows[: p.n_seed])
 
 
-def truthfulqa(raw: Path, p: DataParams, rng: random.Random) -> tuple[pl.DataFrame, pl.DataFrame]:
-    rows = _csv(need(raw / "truthfulqa/TruthfulQA.csv"))
+def truthfulqa(raw: Path, p: Sizes, rng: random.Random) -> tuple[pl.DataFrame, pl.DataFrame]:
+    rows = read_csv(raw / "truthfulqa/TruthfulQA.csv")
     rng.shuffle(rows)
     seed = [(r["Question"], r["Best Answer"], "truthfulqa") for r in rows[: p.n_seed]]
     split = lambda s: [a.strip() for a in s.split(";") if a.strip()]  # noqa: E731
@@ -171,7 +151,7 @@ def truthfulqa(raw: Path, p: DataParams, rng: random.Random) -> tuple[pl.DataFra
     return _seed_frame(seed), _eval_frame(evals)
 
 
-def alpaca(raw: Path, p: DataParams, rng: random.Random) -> tuple[pl.DataFrame, pl.DataFrame]:
+def alpaca(raw: Path, p: Sizes, rng: random.Random) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The authors' 63 recovered Alpaca seeds, topped up from AlpacaEval references."""
     authors = json.loads(need(raw / "alpaca_eval/isara_authors_alpaca_seed63.json").read_text("utf-8"))
     ref = json.loads(need(raw / "alpaca_eval/alpaca_eval_text_davinci_003.json").read_text("utf-8"))
@@ -196,7 +176,7 @@ def alpaca(raw: Path, p: DataParams, rng: random.Random) -> tuple[pl.DataFrame, 
     return _seed_frame(seed), _eval_frame(evals)
 
 
-def prepare(raw: Path, out: Path, p: DataParams, seed: int) -> dict[str, int]:
+def prepare(raw: Path, out: Path, p: Sizes, seed: int) -> dict[str, int]:
     """Write every domain's seed and eval split; returns row counts."""
     frames: dict[str, tuple[pl.DataFrame, dict]] = {}
     eval_safety, xsplit = safety_eval(raw, p, random.Random(seed))

@@ -1,0 +1,1 @@
+"""Developer tools beside the package: the GPU check and the benchmark report."""
