@@ -45,6 +45,11 @@ def sample_prompts(evals: pl.DataFrame, max_per_suite: int, seed: int) -> pl.Dat
     return pl.concat(parts)
 
 
+def eval_prompts(path: str | Path, max_per_suite: int, seed: int) -> pl.DataFrame:
+    """The prompts a model is evaluated on: the file's, checked, at most max_per_suite of each suite."""
+    return sample_prompts(check_prompts(path), max_per_suite, seed)
+
+
 def truth_diff(answers: Sequence[str], correct: Sequence[Sequence[str]], incorrect: Sequence[Sequence[str]]):
     """TruthfulQA's measure as the paper used it: max ROUGE-L to correct minus max to incorrect."""
     return rouge_l_pairs(answers, correct) - rouge_l_pairs(answers, incorrect)

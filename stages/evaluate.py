@@ -16,9 +16,7 @@ def main() -> None:
     ap.add_argument("--debug", action="store_true")
     args = ap.parse_args()
     params = load_params()
-    prompts = evaluate.sample_prompts(
-        evaluate.check_prompts(params.data.eval_file), params.evaluate.max_per_suite, params.seed
-    )
+    prompts = evaluate.eval_prompts(params.data.eval_file, params.evaluate.max_per_suite, params.seed)
     judges = Judges.load(paths.JUDGES, params.model.embedder)  # a broken judge fails before generation
     set_threads(params.model.threads)
     model, tok = backends.load(args.model, params.scale, params.model.device, params.model.trust_remote_code)

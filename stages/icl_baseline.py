@@ -17,9 +17,7 @@ def main() -> None:
     ap.add_argument("--debug", action="store_true")
     args = ap.parse_args()
     params = load_params()
-    prompts = evaluate.sample_prompts(
-        evaluate.check_prompts(params.data.eval_file), params.evaluate.max_per_suite, params.seed
-    )
+    prompts = evaluate.eval_prompts(params.data.eval_file, params.evaluate.max_per_suite, params.seed)
     judges = Judges.load(paths.JUDGES, params.model.embedder)  # a broken judge fails before generation
     seed = schema.read(params.data.seed_file, schema.SEED)
     questions = prompts["prompt"].to_list()
