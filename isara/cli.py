@@ -79,6 +79,55 @@ def _report(args: argparse.Namespace) -> None:
     print(f"wrote {render(Path(args.metrics), Path(args.eval_dir), Path(args.out))}")
 
 
+def _evaluate(args: argparse.Namespace) -> None:
+    from isara import backends, evaluate
+    from isara.config import load_params
+    from isara.judges import Judges
+    from isara.models import model_ref, set_threads
+
+    params = load_params(args.params)
+    prompts = evaluate.check_prompts(args.eval)  # an unreadable prompt file fails before anything loads
+    if args.max_per_suite:
+        prompts = evaluate.sample_prompts(prompts, args.max_per_suite, params.seed)
+    judges = Judges.load(Path(args.judges), params.model.embedder)
+    model_dir = Path(args.model)
+    if not (model_dir / "config.json").is_file():
+        raise IsaraError(f"--model {model_dir}: not a model folder (config.json missing)")
+    name = args.name or model_dir.name
+    set_threads(params.model.threads)
+    model, tok = backends.load(model_dir, params.scale, params.model.device, params.model.trust_remote_code)
+    fmt, ref = params.model.chat_format, model_ref(model_dir)
+    answers = evaluate.answer(model, tok, prompts, params.evaluate, fmt, params.seed, None, ref)
+    out = Path(args.out)
+    result = evaluate.write(name, prompts, answers, judges, params.judge.threshold, out, out)
+    rates = {k: result[k]["rate"] for k in ("harmful_rate", "over_refusal") if k in result}
+    print(f"wrote {out / name}.parquet and {out / name}.json: {len(answers)} answers; {rates}")
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from isara import schema
+    from isara.paired import compare_files
+
+    x = [schema.read(p, schema.GENERATIONS) for p in args.x]
+    y = [schema.read(p, schema.GENERATIONS) for p in args.y]
+    result = compare_files(x, y, args.threshold, args.seed)
+    if not result:
+        raise IsaraError("--x and --y share no prompt of any rate (harmful or benign suites)")
+    print(f"x: {', '.join(args.x)}\ny: {', '.join(args.y)}  (lower is better for every rate)\n")
+    print("| rate | x | y | x - y | 95% interval | p | verdict for x |")
+    print("|---|---|---|---|---|---|---|")
+    for rate, r in result.items():
+        xr = sum(run["x_rate"] for run in r["runs"]) / len(r["runs"])
+        yr = sum(run["y_rate"] for run in r["runs"]) / len(r["runs"])
+        lo, hi = r["ci95"]
+        print(f"| {rate} (n={r['n_prompts']}) | {xr:.1%} | {yr:.1%} | {r['difference']:+.1%} | "
+              f"[{lo:+.1%}, {hi:+.1%}] | {r['p_value']:.3f} | {r['verdict']} |")  # fmt: skip
+    if args.out:
+        from isara.paths import write_json
+
+        write_json(Path(args.out), {"x": args.x, "y": args.y, "threshold": args.threshold, "rates": result})
+
+
 def _check_metrics(args: argparse.Namespace) -> None:
     from isara.gate import check, table
 
@@ -133,6 +182,24 @@ def main(argv: list[str] | None = None) -> None:
     rep.add_argument("--eval-dir", default="data/eval")
     rep.add_argument("--out", default="report")
     rep.set_defaults(func=_report)
+    ev = sub.add_parser("evaluate", help="answer an eval prompt file with any checkpoint folder; judge and score it")
+    ev.add_argument("--model", required=True, help="a checkpoint folder: models/itK, or a local Hugging Face folder")
+    ev.add_argument("--eval", required=True, help="prompts parquet (from `isara eval import`, or data/prepared/eval_*)")
+    ev.add_argument("--out", required=True, help="folder for <name>.parquet (generations) and <name>.json (metrics)")
+    ev.add_argument("--name", default=None, help="the model's name in the outputs (default: the folder's name)")
+    ev.add_argument("--judges", default="models/judges", help="trained judges (the judge stage's output)")
+    ev.add_argument("--max-per-suite", type=int, default=0, help="answer at most this many prompts per suite (0: all)")
+    ev.add_argument("--params", default="params.yaml", help="generation, chat format and judge settings")
+    ev.set_defaults(func=_evaluate)
+    cmp = sub.add_parser(
+        "compare", help="paired test of two models' rates on the same prompts (exact McNemar; bootstrap over seeds)"
+    )
+    cmp.add_argument("--x", nargs="+", required=True, help="generations parquet(s) of one model (one per seed)")
+    cmp.add_argument("--y", nargs="+", required=True, help="generations parquet(s) of the model it is compared with")
+    cmp.add_argument("--threshold", type=float, default=0.5, help="judge score at which an answer counts")
+    cmp.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
+    cmp.add_argument("--out", default=None, help="also write the comparison as JSON")
+    cmp.set_defaults(func=_compare)
     gate = sub.add_parser("check-metrics", help="fail when metrics regress against a baseline")
     gate.add_argument("--current", default="metrics/summary.json")
     gate.add_argument("--baseline", required=True, help="committed metrics to compare with")

@@ -131,13 +131,21 @@ def summarize(gen: pl.DataFrame, threshold: float) -> dict:
     return out
 
 
-def write(name: str, prompts: pl.DataFrame, answers: list[str], judges, threshold: float) -> dict:
-    """Score a model's answers, write its generations and metrics (data/eval, metrics/eval); returns the metrics."""
+def write(
+    name: str,
+    prompts: pl.DataFrame,
+    answers: list[str],
+    judges,
+    threshold: float,
+    data_dir: Path = paths.EVAL_DATA,
+    metrics_dir: Path = paths.EVAL_METRICS,
+) -> dict:
+    """Score a model's answers, write its generations and metrics (<name>.parquet, <name>.json); returns the metrics."""
     gen = score(name, prompts, answers, judges)
-    schema.write(gen, paths.EVAL_DATA / f"{name}.parquet", schema.GENERATIONS)
+    schema.write(gen, Path(data_dir) / f"{name}.parquet", schema.GENERATIONS)
     result = summarize(gen, threshold)
     result["judges"] = judges.describe()
-    paths.write_json(paths.EVAL_METRICS / f"{name}.json", result)
+    paths.write_json(Path(metrics_dir) / f"{name}.json", result)
     log.info(
         "%s: %d answers scored; harmful %.3f, over-refusal %.3f",
         name,
