@@ -75,7 +75,7 @@ def check_vllm(cfg: GenerateParams) -> None:
         )
 
 
-def sampling_kwargs(cfg: GenerateParams, stop: list[int], k: int, seed: int) -> dict:
+def sampling_kwargs(cfg: GenerateParams, stop: list[int], sample_top_k: int, seed: int) -> dict:
     """vllm.SamplingParams arguments for a generate config (one request, one seed)."""
     check_vllm(cfg)
     kw = dict(
@@ -87,7 +87,7 @@ def sampling_kwargs(cfg: GenerateParams, stop: list[int], k: int, seed: int) -> 
         skip_special_tokens=False,  # the turn-end token stays in the raw text, as transformers decodes it
     )
     if cfg.do_sample:
-        kw.update(temperature=cfg.temperature, top_p=cfg.top_p, top_k=k)
+        kw.update(temperature=cfg.temperature, top_p=cfg.top_p, top_k=sample_top_k)
     else:
         kw.update(temperature=0.0)  # vLLM's greedy decoding
     return kw
@@ -126,9 +126,9 @@ class Vllm(Engine):
 
         llm = self._engine(cfg)
         tok = llm.get_tokenizer()
-        stop, k = stop_ids(tok, fmt), top_k(self.folder)
+        stop, tk = stop_ids(tok, fmt), top_k(self.folder)
         sampling = [
-            SamplingParams(**sampling_kwargs(cfg, stop, k, row_seed(j.seed, r)))
+            SamplingParams(**sampling_kwargs(cfg, stop, tk, row_seed(j.seed, r)))
             for j in jobs
             for r in range(len(j.rows))
         ]

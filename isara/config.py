@@ -143,6 +143,17 @@ class ScaleParams(Section):
     ray_threads: int = Field(0, ge=0)  # torch threads (Ray CPUs) per transformers actor; 0 = CPUs / actors
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)  # vLLM's share of a GPU (weights + KV cache)
 
+    @model_validator(mode="after")
+    def _placement_keeps_bytes(self) -> ScaleParams:
+        # vLLM batches the requests it is handed as it sees fit, so actors handed a batch each would
+        # write other texts than one engine handed them all: the placement would change the data.
+        if self.engine == "vllm" and self.placement == "ray":
+            raise ValueError(
+                "placement=ray with engine=vllm: vLLM's texts depend on what it batches together; "
+                "use placement: local (one vLLM engine schedules the whole GPU)"
+            )
+        return self
+
 
 class Params(Section):
     seed: int = 0

@@ -56,7 +56,14 @@ def truth_diff(answers: Sequence[str], correct: Sequence[Sequence[str]], incorre
 
 
 def answer(
-    model, tokenizer, prompts: pl.DataFrame, cfg: EvaluateParams, fmt: str, seed: int, examples=None, ref: str = ""
+    model,
+    tokenizer,
+    prompts: pl.DataFrame,
+    cfg: EvaluateParams,
+    fmt: str,
+    seed: int,
+    examples: list[list[tuple[str, str]]] | None = None,
+    ref: str = "",
 ) -> list[str]:
     """Greedy answers with no in-context examples (or with the given ones, for ICL baselines)."""
     count = token_counter(tokenizer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -46,8 +47,9 @@ def label(
     for question, ids, ds in zip(proposed["question"], neighbors, dists, strict=True):
         # Nearest example last, right before the question; fit_prompt() drops the farthest first.
         pairs = [by_id[i] for i in reversed(ids)]
-        build = lambda ps, q=question: answer_prompt(ps, q, fmt)  # noqa: E731
-        prompt, kept = fit_prompt(pairs, build, count, cfg.max_prompt_tokens)
+        prompt, kept = fit_prompt(
+            pairs, partial(answer_prompt, question=question, fmt=fmt), count, cfg.max_prompt_tokens
+        )
         cut.add(len(pairs), kept, prompt)
         prompts.append(prompt)
         kept_ids.append(ids[:kept])

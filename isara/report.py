@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from isara import schema
-from isara.paths import write_csv, write_json, write_text
+from isara.paths import atomic, write_csv, write_json, write_text
 
 log = logging.getLogger(__name__)
 BASELINES = ("pretrained", "sft", "icl_random", "icl_knn", "oneshot")
@@ -91,6 +91,12 @@ def _fmt(row: dict, key: str) -> str:
     return f"{row[key]:.1%}{ci}"
 
 
+def _save(fig, path: Path) -> None:
+    """A PNG written atomically, with no software version in it (the bytes stay the same run to run)."""
+    with atomic(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None})
+
+
 def plot(rows: list[dict], metrics: Path, out: Path) -> list[str]:
     """PNG plots (matplotlib, no network): trade-off scatter, per-iteration trends, loss curves."""
     import matplotlib
@@ -113,7 +119,7 @@ def plot(rows: list[dict], metrics: Path, out: Path) -> list[str]:
         ax.set_ylabel("harmful rate on harmful prompts (lower is better)")
         ax.set_title("Safety vs over-refusal, 95% intervals")
         fig.tight_layout()
-        fig.savefig(out / "tradeoff.png", dpi=110, metadata={"Software": None})
+        _save(fig, out / "tradeoff.png")
         plt.close(fig)
         made.append("tradeoff.png")
     curves = sorted(metrics.glob("*/train_loss.csv"))
@@ -126,7 +132,7 @@ def plot(rows: list[dict], metrics: Path, out: Path) -> list[str]:
         ax.set_ylabel("weighted answer-token loss")
         ax.legend()
         fig.tight_layout()
-        fig.savefig(out / "train_loss.png", dpi=110, metadata={"Software": None})
+        _save(fig, out / "train_loss.png")
         plt.close(fig)
         made.append("train_loss.png")
     return made

@@ -144,6 +144,6 @@ def code_ref() -> str:
     from importlib.metadata import version
 
     here = Path(__file__).parent
-    parts = [(here / f).read_bytes() for f in ("train.py", "loss.py")]
+    parts = [(here / f).read_bytes() for f in ("train.py", "loss.py", "icl.py", "distributed.py", "resume.py")]
     parts += [version(p).encode() for p in ("torch", "transformers", "peft")]
     return hashlib.sha256(b"\x1f".join(parts)).hexdigest()[:16]

@@ -30,6 +30,9 @@ def test_scale_params_default_to_transformers_and_refuse_unknown_values() -> Non
     raw["scale"] = {"engine": "spark"}
     with pytest.raises(IsaraError, match=r"scale\.engine"):
         parse_params(raw)
+    raw["scale"] = {"engine": "vllm", "placement": "ray"}  # the placement would change vLLM's texts
+    with pytest.raises(IsaraError, match=r"scale: placement=ray with engine=vllm"):
+        parse_params(raw)
     raw["scale"] = {"ray_actor": 2}
     with pytest.raises(IsaraError, match=r"unknown key 'scale\.ray_actor'"):
         parse_params(raw)

@@ -232,7 +232,7 @@ def test_lora_training_merges_into_a_plain_checkpoint(base: Path, seed: pl.DataF
     torch.set_num_threads(2)
     model, tok = load_model(base)
     before = {k: v.clone() for k, v in model.state_dict().items() if "q_proj" in k}
-    data = merge.seed_pool(seed.head(4)).with_columns(pl.lit(1.0).alias("weight"))
+    data = merge.training_rows(seed.head(4))
     cfg = TrainParams(method="lora", lr=1e-3, epochs=2, batch_size=4, bf16=False, lora_r=4, lora_alpha=8)
     trained, history = train(model, tok, data, cfg, 1, 0, "chatml")
     assert history[-1]["loss"] < history[0]["loss"]
@@ -255,7 +255,7 @@ def test_training_resumes_from_its_checkpoint_to_the_same_weights(
     from isara.resume import META
 
     torch.set_num_threads(2)
-    data = merge.seed_pool(seed.head(6)).with_columns(pl.lit(1.0).alias("weight"))
+    data = merge.training_rows(seed.head(6))
     cfg = TrainParams(lr=1e-4, epochs=2, batch_size=2, bf16=False, checkpoint_every=2)  # 6 steps
     clean, clean_hist = T.train(load_model(base)[0], load_model(base)[1], data, cfg, 1, 0, "chatml")
 

@@ -37,12 +37,12 @@ def test_a_missing_module_or_param_is_named_with_its_stage(pipeline: dict) -> No
     label = broken["stages"]["label"]["do"]
     label["deps"].remove("isara/index.py")
     label["params"].remove("scale.engine")
-    broken["stages"]["train"]["do"]["params"].append("model.threads")
+    broken["stages"]["train"]["do"]["params"].append("train.checkpoint_every")
     broken["stages"]["filter"]["do"]["params"].append("gamma")
     found = stage_deps.problems(broken)
     assert "label: deps lack isara/index.py, which label.py reaches by imports" in found
     assert "label: params lack scale.engine, which label.py reads" in found
-    assert any(line.startswith("train: params include model.threads, which changes no byte") for line in found)
+    assert any(line.startswith("train: params include train.checkpoint_every, which changes no byte") for line in found)
     assert "filter: params list gamma, which filter.py does not read" in found
     assert len(found) == 4, found
 
@@ -55,13 +55,19 @@ def test_the_import_walk_follows_lazy_imports_and_the_params_walk_refuses_whole_
         "    from isara import rouge\n"
         "    params = load_params()\n"
         "    rouge.rouge_l(params.model.base, str(params.filter))\n"
-        "    helper(params)\n",
+        "    helper(params)\n"
+        "    from .x import y\n"
+        "    cfg = load_params()\n",
         encoding="utf-8",
     )
     assert {"isara/rouge.py", "isara/config.py", "isara/errors.py", "isara/__init__.py"} <= stage_deps.closure(script)
     reads, problems = stage_deps.params_read(script)
     assert reads == {"model.base", "filter"}
-    assert problems == ["line 6: uses `params` whole; pass the sections and values a step reads"]
+    assert problems == [
+        "line 6: uses `params` whole; pass the sections and values a step reads",
+        "line 8: binds load_params() to another name than `params`",
+    ]
+    assert stage_deps.hidden_imports(script) == [f"{script}:7: a relative import; write it as `from isara...`"]
     assert stage_deps.expand({"filter"}, foreach=False) == {"filter.rouge_threshold", "filter.min_words"}
 
 
@@ -134,3 +140,26 @@ def test_params_yaml_is_complete_and_config_defaults_equal_it() -> None:
     values = _leaves(parsed)
     differ = {k: (d, values[k]) for k, d in defaults.items() if (list(d) if isinstance(d, tuple) else d) != values[k]}
     assert not differ, f"config.py defaults (left) that params.yaml does not run with (right): {differ}"
+
+
+PIPELINES = [REPO, *sorted(p.parent for p in (REPO / "domains").glob("*/params.yaml"))]
+
+
+@pytest.mark.parametrize("folder", PIPELINES, ids=lambda p: p.name)
+def test_every_listed_param_is_written_in_the_params_file(folder: Path) -> None:
+    """DVC hashes a listed param from the file itself: one the file leaves to a default stops the run."""
+    raw = yaml.safe_load((folder / "params.yaml").read_text(encoding="utf-8"))
+    parsed = config.parse_params(raw).model_dump(mode="json")
+    assert _leaves(raw).keys() == _leaves(parsed).keys(), f"{folder}/params.yaml leaves keys to defaults"
+    pipeline = yaml.safe_load((folder / "dvc.yaml").read_text(encoding="utf-8"))
+    for name, body in pipeline["stages"].items():
+        spec = body.get("do", body)
+        runs = list(raw["iterations"]) if body.get("foreach") == "${iterations}" else [None]
+        for key in spec.get("params", []):
+            for run in runs:
+                node = raw
+                for part in str(key).replace("${key}", run or "").split("."):
+                    assert isinstance(node, dict) and part in node, (
+                        f"{folder.name}/dvc.yaml {name}: {key} not in params"
+                    )
+                    node = node[part]

@@ -23,13 +23,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Params that decide where or how fast work runs, never what it writes.
 NO_BYTES = {
-    "model.threads": "torch threads: the Ray test writes the same bytes with 1-thread actors as 2 threads here",
     "train.checkpoint_every": "a resumed training run ends with the same weights as an uninterrupted one (tested)",
-    "scale.placement": "Ray actors run the batches this process planned, with the same seeds (tested byte for byte)",
+    "scale.placement": "Ray actors run the batches this process planned, with their seeds (tested byte for byte); "
+    "vLLM, whose texts depend on its batching, is refused on Ray",
     "scale.ray_address": "which Ray cluster runs the planned batches",
     "scale.ray_actors": "how many replicas share the planned batches",
-    "scale.ray_threads": "threads per Ray actor (see model.threads)",
-    "scale.gpu_memory_utilization": "vLLM's memory share, a resource limit",
+    "scale.ray_threads": "threads per Ray actor: 1-thread actors write the bytes 2 threads write here (tested)",
 }
 ITERATION = "iterations.${key}"  # a foreach stage reads its own iteration's entry
 
@@ -44,6 +43,21 @@ def module_path(name: str) -> Path | None:
         return file
     package = ROOT.joinpath(*parts) / "__init__.py"
     return package if package.is_file() else None
+
+
+def _shown(file: Path) -> str:
+    return file.relative_to(ROOT).as_posix() if file.is_relative_to(ROOT) else str(file)
+
+
+def hidden_imports(file: Path) -> list[str]:
+    """Imports the walk cannot follow: relative ones and importlib calls, each a problem to fix."""
+    found = []
+    for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            found.append(f"{_shown(file)}:{node.lineno}: a relative import; write it as `from isara...`")
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module":
+            found.append(f"{_shown(file)}:{node.lineno}: importlib.import_module; import the module by name")
+    return found
 
 
 def direct_imports(file: Path) -> set[Path]:
@@ -93,6 +107,9 @@ def params_read(script: Path) -> tuple[set[str], list[str]]:
     inner = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
     reads, problems = set(), []
     for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and "load_params" in ast.unparse(node.value):
+            if [ast.unparse(t) for t in node.targets] != ["params"]:
+                problems.append(f"line {node.lineno}: binds load_params() to another name than `params`")
         if isinstance(node, ast.Name) and node.id == "params" and id(node) not in inner:
             if not isinstance(node.ctx, ast.Store):
                 problems.append(f"line {node.lineno}: uses `params` whole; pass the sections and values a step reads")
@@ -100,7 +117,7 @@ def params_read(script: Path) -> tuple[set[str], list[str]]:
             chain = _chain(node)
             if chain and chain[0] == "params":
                 reads.add(".".join(chain[1:3]))
-    return reads, problems
+    return reads, sorted(problems, key=lambda p: int(p.split(":")[0].split()[1]))
 
 
 def _fields() -> dict[str, list[str] | None]:
@@ -162,6 +179,8 @@ def problems(pipeline: dict) -> list[str]:
         script = script_of(body["cmd"])
         listed = {d for d in body.get("deps", []) if isinstance(d, str) and d.startswith("isara/")}
         reached = closure(script)
+        for file in [script, *(ROOT / m for m in sorted(reached))]:
+            out += [f"{name}: {line}" for line in hidden_imports(file)]
         out += [f"{name}: deps lack {m}, which {script.name} reaches by imports" for m in sorted(reached - listed)]
         out += [f"{name}: deps list {m}, which {script.name} does not reach" for m in sorted(listed - reached)]
         reads, bad = params_read(script)
