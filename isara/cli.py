@@ -104,6 +104,20 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(f"wrote {out / name}.parquet and {out / name}.json: {len(answers)} answers; {rates}")
 
 
+def _export(args: argparse.Namespace) -> None:
+    from isara import export, paths
+    from isara.config import load_params
+
+    params = load_params(args.params).model_dump(mode="json")
+    out = Path(args.out)
+    if args.what == "dataset":
+        n = export.export_dataset(args.run, out, args.pool, params)
+        print(f"wrote {out} ({n} pairs); load it with datasets.load_dataset('parquet', data_dir='{out}/data')")
+    else:
+        export.export_model(args.run, Path(args.model) if args.model else paths.model(args.run), out, params)
+        print(f"wrote {out}; load it with AutoModelForCausalLM.from_pretrained('{out}')")
+
+
 def _compare(args: argparse.Namespace) -> None:
     from isara import schema
     from isara.paired import compare_files
@@ -191,6 +205,16 @@ def main(argv: list[str] | None = None) -> None:
     ev.add_argument("--max-per-suite", type=int, default=0, help="answer at most this many prompts per suite (0: all)")
     ev.add_argument("--params", default="params.yaml", help="generation, chat format and judge settings")
     ev.set_defaults(func=_evaluate)
+    exp = sub.add_parser(
+        "export", help="a run's pairs as a Hugging Face dataset folder, or a checkpoint as a model folder"
+    )
+    exp.add_argument("what", choices=["dataset", "model"])
+    exp.add_argument("--run", required=True, help="a run of params.yaml (it1, it2, oneshot), or sft for the SFT model")
+    exp.add_argument("--out", required=True, help="a new folder to write")
+    exp.add_argument("--pool", action="store_true", help="dataset: the whole pool after the run, seed included")
+    exp.add_argument("--model", default=None, help="model: the checkpoint folder (default: models/<run>)")
+    exp.add_argument("--params", default="params.yaml")
+    exp.set_defaults(func=_export)
     cmp = sub.add_parser(
         "compare", help="paired test of two models' rates on the same prompts (exact McNemar; bootstrap over seeds)"
     )

@@ -307,3 +307,35 @@ def test_evaluate_command_scores_any_checkpoint_on_a_prompt_file_of_ones_own(rep
     bad = isara("evaluate", "--model", "models/it1", "--eval", tmp_path / "broken.parquet", "--out", out, cwd=repo)
     assert "broken.parquet: not a readable parquet file" in error_line(bad)
     assert not (tmp_path / "x").exists()  # nothing written by a run that failed
+
+
+def test_exports_load_offline_with_datasets_and_transformers(repo: Path, tmp_path: Path) -> None:
+    """`isara export`: the accepted pairs load with datasets, the checkpoint with transformers, and generates."""
+    datasets = pytest.importorskip("datasets")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tests.conftest import isara
+
+    done = isara("export", "dataset", "--run", "it2", "--out", tmp_path / "pairs", cwd=repo)
+    assert done.returncode == 0, done.stderr
+    loaded = datasets.load_dataset("parquet", data_dir=str(tmp_path / "pairs" / "data"), split="train")
+    filtered = schema.read(repo / "data/it2/filtered.parquet", schema.FILTERED)
+    assert loaded.num_rows == filtered.filter(pl.col("reject_reason").is_null()).height > 0
+    assert {"question", "answer", "neighbor_ids", "model_ref"} <= set(loaded.column_names)
+    card = (tmp_path / "pairs" / "README.md").read_text(encoding="utf-8")
+    assert yaml.safe_load(card.split("---\n")[1])["license"] == "cc-by-nc-4.0"
+    pool = isara("export", "dataset", "--run", "it2", "--pool", "--out", tmp_path / "pool", cwd=repo)
+    assert pool.returncode == 0, pool.stderr
+    rows = datasets.load_dataset("parquet", data_dir=str(tmp_path / "pool" / "data"), split="train").num_rows
+    assert rows == schema.read(repo / "data/it2/pool.parquet", schema.POOL).height
+
+    done = isara("export", "model", "--run", "it2", "--out", tmp_path / "model", cwd=repo)
+    assert done.returncode == 0, done.stderr
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "model")
+    out = model.generate(**tok("Hello", return_tensors="pt"), max_new_tokens=3, do_sample=False)
+    assert out.shape[1] > 1
+    card = (tmp_path / "model" / "README.md").read_text(encoding="utf-8")
+    assert "harmful rate on harmful prompts:" in card and "held out" in card
+    again = isara("export", "model", "--run", "it2", "--out", tmp_path / "model", cwd=repo)
+    assert "already exists" in again.stderr
