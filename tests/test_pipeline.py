@@ -339,3 +339,19 @@ def test_exports_load_offline_with_datasets_and_transformers(repo: Path, tmp_pat
     assert "harmful rate on harmful prompts:" in card and "held out" in card
     again = isara("export", "model", "--run", "it2", "--out", tmp_path / "model", cwd=repo)
     assert "already exists" in again.stderr
+
+
+def test_lm_eval_scores_the_truthfulqa_questions_offline_beside_isaras_metric(repo: Path, tmp_path: Path) -> None:
+    """tools/lm_eval_truthfulqa.py: lm-eval's own truthfulqa_gen task on local questions, no network."""
+    pytest.importorskip("lm_eval")
+    out = tmp_path / "lm_eval.json"
+    sh(
+        f"{sys.executable} tools/lm_eval_truthfulqa.py --params params.yaml --eval data/prepared/eval_truthfulqa.parquet "
+        f"--max-per-suite 96 --limit 3 --model it1=models/it1 --out {out}",
+        repo,
+    )
+    got = json.loads(out.read_text(encoding="utf-8"))
+    it1 = got["models"]["it1"]
+    assert got["questions"] == 3 and len(it1["answers"]) == 3
+    assert -100 <= it1["lm_eval_rougeL_diff"] <= 100 and -100 <= it1["isara_metric_on_lm_eval_answers"] <= 100
+    assert it1["isara_truthfulqa_rouge_diff"] is None  # the tiny run evaluates no TruthfulQA prompt
