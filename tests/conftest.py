@@ -49,10 +49,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         subprocess.Popen.__init__ = _no_process  # type: ignore[method-assign]
 
 
-def isara(*args: str | Path, cwd: Path = REPO) -> subprocess.CompletedProcess:
+def isara(*args: str | Path, cwd: Path = REPO, timeout: int = 60) -> subprocess.CompletedProcess:
     """Run the installed console script, offline, as a user would."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([str(ISARA), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+    cmd = [str(ISARA), *map(str, args)]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def error_line(result: subprocess.CompletedProcess) -> str:

@@ -288,7 +288,9 @@ def test_evaluate_command_scores_any_checkpoint_on_a_prompt_file_of_ones_own(rep
     mine = pl.concat([schema.read(tmp_path / f"{e}.parquet", schema.EVAL_PROMPTS) for e in ("benign", "harmful")])
     schema.write(mine, tmp_path / "mine.parquet", schema.EVAL_PROMPTS)
     out = tmp_path / "scored"
-    done = isara("evaluate", "--model", "models/it1", "--eval", tmp_path / "mine.parquet", "--out", out, cwd=repo)
+    done = isara(
+        "evaluate", "--model", "models/it1", "--eval", tmp_path / "mine.parquet", "--out", out, cwd=repo, timeout=600
+    )
     assert done.returncode == 0, done.stderr
     gen = schema.read(out / "it1.parquet", schema.GENERATIONS)
     assert gen.height == 5 and gen["answer"].str.len_chars().min() > 0
@@ -301,7 +303,9 @@ def test_evaluate_command_scores_any_checkpoint_on_a_prompt_file_of_ones_own(rep
         (["--model", "models/nope"], "--model models/nope: not a model folder"),
         (["--model", "models/it1", "--judges", "models/none"], "models/none: no trained judges"),
     ):
-        bad = isara("evaluate", "--eval", tmp_path / "mine.parquet", "--out", tmp_path / "x", *args, cwd=repo)
+        bad = isara(
+            "evaluate", "--eval", tmp_path / "mine.parquet", "--out", tmp_path / "x", *args, cwd=repo, timeout=600
+        )
         assert problem in error_line(bad)
     (tmp_path / "broken.parquet").write_bytes(b"not parquet")
     bad = isara("evaluate", "--model", "models/it1", "--eval", tmp_path / "broken.parquet", "--out", out, cwd=repo)
@@ -329,7 +333,7 @@ def test_exports_load_offline_with_datasets_and_transformers(repo: Path, tmp_pat
     rows = datasets.load_dataset("parquet", data_dir=str(tmp_path / "pool" / "data"), split="train").num_rows
     assert rows == schema.read(repo / "data/it2/pool.parquet", schema.POOL).height
 
-    done = isara("export", "model", "--run", "it2", "--out", tmp_path / "model", cwd=repo)
+    done = isara("export", "model", "--run", "it2", "--out", tmp_path / "model", cwd=repo, timeout=300)
     assert done.returncode == 0, done.stderr
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
     tok = AutoTokenizer.from_pretrained(tmp_path / "model")
