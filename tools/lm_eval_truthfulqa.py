@@ -117,7 +117,8 @@ def main() -> None:
         refs, wrong = prompts["references"].to_list(), prompts["incorrect"].to_list()
         same = float(np.mean(truth_diff(answers, [refs[i] for i in order], [wrong[i] for i in order]))) * 100
         own_file = metrics_dir / f"{name}.json"
-        own = json.loads(own_file.read_text())["truthfulqa_rouge_diff"]["mean"] if own_file.is_file() else None
+        own_metrics = json.loads(own_file.read_text()) if own_file.is_file() else {}
+        own = own_metrics.get("truthfulqa_rouge_diff", {}).get("mean")  # None: not evaluated on TruthfulQA
         result["models"][name] = {"lm_eval_rougeL_diff": lm_diff, "isara_metric_on_lm_eval_answers": same,
                                   "isara_truthfulqa_rouge_diff": own, "answers": answers}  # fmt: skip
         print(f"| {name} | {lm_diff:+.2f} | {same:+.2f} | {'—' if own is None else f'{own:+.2f}'} |")
