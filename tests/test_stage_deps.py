@@ -78,19 +78,8 @@ def test_every_generation_stage_reruns_when_the_engine_changes_and_none_for_the_
         assert not listed & stage_deps.NO_BYTES.keys(), name
 
 
-def _imports(module: Path) -> set[str]:
-    names = set()
-    for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("isara"):
-            names |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
-        elif isinstance(node, ast.Import):
-            names |= {a.name for a in node.names if a.name.startswith("isara")}
-    modules = {p.stem for p in (REPO / "isara").glob("*.py")}
-    return {n.split(".")[1] for n in names if n.count(".") >= 1 and n.split(".")[1] in modules} - {module.stem}
-
-
 def test_the_package_has_no_import_circle() -> None:
-    graph = {p.stem: _imports(p) for p in sorted((REPO / "isara").glob("*.py"))}
+    graph = {p.stem: {d.stem for d in stage_deps.direct_imports(p)} - {p.stem} for p in (REPO / "isara").glob("*.py")}
 
     def reaches(start: str, goal: str, seen: set[str]) -> bool:
         return any(n == goal or (n not in seen and reaches(n, goal, seen | {n})) for n in graph.get(start, ()))
