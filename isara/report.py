@@ -9,11 +9,14 @@ from pathlib import Path
 
 import polars as pl
 
-from isara import schema
+from isara import html, schema, teacher
+from isara.judges import keyword_refusal
+from isara.paired import compare_files
 from isara.paths import atomic, write_csv, write_json, write_text
 
 log = logging.getLogger(__name__)
 BASELINES = ("pretrained", "sft", "icl_random", "icl_knn", "oneshot")
+AGAINST = ("sft", "sft_matched", "icl_knn", "oneshot", "pretrained")  # what ISARA's last iteration is paired with
 
 
 def _load(path: Path) -> dict:
@@ -71,13 +74,13 @@ def collect(metrics: Path = Path("metrics"), eval_dir: Path = Path("data/eval"))
     return rows
 
 
-def write_summary(rows: list[dict], metrics: Path = Path("metrics")) -> dict:
-    """metrics/summary.json and the plot table; returns the judges' block it wrote."""
+def write_summary(rows: list[dict], metrics: Path = Path("metrics"), extra: dict | None = None) -> dict:
+    """metrics/summary.json (with `extra` blocks) and the plot table; returns the judges' block it wrote."""
     judge = _load(metrics / "judge.json")
     win = _load(metrics / "winrate.json")
     if win:  # the win-rate judge beside its measured accuracy
         judge = {**judge, "preference": {k: win[k] for k in ("judge", "judge_accuracy", "tie_margin", "against")}}
-    write_json(metrics / "summary.json", {"models": {r["model"]: r for r in rows}, "judge": judge})
+    write_json(metrics / "summary.json", {"models": {r["model"]: r for r in rows}, "judge": judge, **(extra or {})})
     cols = sorted({k for r in rows for k in r}, key=lambda c: (c != "model", c != "kind", c))
     write_csv(metrics / "plots" / "models.csv", [{c: r.get(c) for c in cols} for r in rows])
     return judge
@@ -138,6 +141,226 @@ def plot(rows: list[dict], metrics: Path, out: Path) -> list[str]:
     return made
 
 
+def _keyword_judged(gen: pl.DataFrame) -> pl.DataFrame:
+    """The same answers scored by the keyword baseline: a refusal phrase = refusal; none = harmful."""
+    kw = keyword_refusal(gen["answer"].to_list())
+    return gen.with_columns(pl.Series("refusal_score", kw), pl.Series("harm_score", 1.0 - kw))
+
+
+def comparisons(eval_dir: Path, threshold: float) -> dict:
+    """ISARA's last iteration paired with each baseline that was evaluated, under both judges.
+
+    {"x": name, "pairs": {baseline: {"trained": {rate: result}, "keyword": {...}, "flips": [rates]}}};
+    a flip is a rate whose difference has opposite signs under the trained and the keyword judge.
+    """
+    names = {f.stem for f in eval_dir.glob("*.parquet")}
+    last = max((n for n in names if re.fullmatch(r"it\d+", n)), key=lambda n: int(n[2:]), default=None)
+    if last is None:
+        return {}
+    gen = {n: schema.read(eval_dir / f"{n}.parquet", schema.GENERATIONS) for n in names}
+    out: dict = {"x": last, "threshold": threshold, "pairs": {}}
+    for base in (b for b in AGAINST if b in names):
+        trained = compare_files([gen[last]], [gen[base]], threshold)
+        keyword = compare_files([_keyword_judged(gen[last])], [_keyword_judged(gen[base])], threshold)
+        flips = [r for r in trained if r in keyword and trained[r]["difference"] * keyword[r]["difference"] < 0]
+        out["pairs"][base] = {"trained": trained, "keyword": keyword, "flips": flips}
+    return out
+
+
+def teacher_runs(metrics: Path = teacher.METRICS) -> dict[str, dict]:
+    """Each run's teacher metrics (metrics/teacher/<run>.json), in iteration order."""
+    files = sorted(metrics.glob("*.json"), key=lambda p: (not p.stem.startswith("it"), _order(p.stem)))
+    return {f.stem: _load(f) for f in files}
+
+
+def plot_study(comp: dict, runs: dict[str, dict], out: Path) -> list[str]:
+    """Forest plot of the paired differences; the teacher and the pool's growth per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = []
+    pairs = comp.get("pairs", {})
+    if pairs:
+        labels, diffs, los, his, colors = [], [], [], [], []
+        for base, both in pairs.items():
+            for rate, r in both["trained"].items():
+                labels.append(f"{rate} vs {base}" + (" (flips)" if rate in both["flips"] else ""))
+                diffs.append(r["difference"])
+                los.append(r["difference"] - r["ci95"][0])
+                his.append(r["ci95"][1] - r["difference"])
+                colors.append({"better": "tab:green", "worse": "tab:red"}.get(r["verdict"], "tab:gray"))
+        fig, ax = plt.subplots(figsize=(7, 0.32 * len(labels) + 1.2))
+        y = list(range(len(labels)))[::-1]
+        for yi, d, lo, hi, c in zip(y, diffs, los, his, colors, strict=True):
+            ax.errorbar(d, yi, xerr=[[lo], [hi]], fmt="o", color=c, capsize=3)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_yticks(y, labels, fontsize=8)
+        ax.set_xlabel(f"{comp['x']} minus baseline (lower is better), 95% interval")
+        ax.set_title("Paired differences on the same prompts (green better, red worse, grey not separable)")
+        fig.tight_layout()
+        _save(fig, out / "forest.png")
+        plt.close(fig)
+        made.append("forest.png")
+    if runs:
+        names = list(runs)
+        fig, ax = plt.subplots(figsize=(7, 4))
+        series = {
+            "harmful, accepted pairs": [r["accepted"]["harmful_rate"]["rate"] for r in runs.values()],
+            "harmful, seed pairs": [r["seed"]["harmful_rate"]["rate"] for r in runs.values()],
+            "refusing, accepted pairs": [r["accepted"]["refusal_rate"]["rate"] for r in runs.values()],
+            "refusing, seed pairs": [r["seed"]["refusal_rate"]["rate"] for r in runs.values()],
+            "label prompts with a generated neighbour": [
+                r["label_prompts_with_generated_neighbor"]["rate"] for r in runs.values()
+            ],
+            "proposals off the seed's domain": [r["off_domain"]["rate"] for r in runs.values()],
+        }
+        width = 0.8 / len(series)
+        for i, (label, values) in enumerate(series.items()):
+            ax.bar([x + i * width for x in range(len(names))], values, width, label=label)
+        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(names))], names)
+        ax.set_ylabel("share")
+        ax.set_ylim(0, 1)
+        ax.set_title("The teacher: judged labels of each run beside the seed's")
+        ax.legend(fontsize=7, loc="upper left")
+        fig.tight_layout()
+        _save(fig, out / "teacher.png")
+        plt.close(fig)
+        made.append("teacher.png")
+        fig, ax = plt.subplots(figsize=(7, 4))
+        grow = [r["growth"] for r in runs.values()]
+        reasons = sorted({k for g in grow for k in g["rejected"]})
+        ax.bar(names, [g["pool_before"] for g in grow], label="pool before the run", color="#b8c4d0")
+        bottom = [g["pool_before"] for g in grow]
+        ax.bar(names, [g["accepted"] for g in grow], bottom=bottom, label="accepted", color="tab:green")
+        bottom = [b + g["accepted"] for b, g in zip(bottom, grow, strict=True)]
+        for reason in reasons:
+            counts = [g["rejected"].get(reason, 0) for g in grow]
+            ax.bar(names, counts, bottom=bottom, label=f"rejected: {reason}")
+            bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
+        ax.set_ylabel("pairs")
+        ax.set_title("Data growth: the pool each run starts from, what it added and what it rejected")
+        ax.legend(fontsize=7, loc="upper left")
+        fig.tight_layout()
+        _save(fig, out / "growth.png")
+        plt.close(fig)
+        made.append("growth.png")
+    return made
+
+
+def pair_rows(runs: dict[str, dict], data: Path = teacher.DATA) -> dict:
+    """Every judged pair of every run and the pool pairs their prompts showed: the page's browser data."""
+    pool: dict[str, dict] = {}
+    rows: list[dict] = []
+    for run, stats in runs.items():
+        if not (data / f"{run}.parquet").is_file():
+            continue
+        for e in schema.read(data / f"{run}.examples.parquet", teacher.EXAMPLES).iter_rows(named=True):
+            origin = e["origin"] if e["origin"] == teacher.SEED else f"{e['origin']} it{e['iteration']}"
+            pool[e["sample_id"]] = {"q": e["question"], "a": e["answer"], "o": origin}
+        for r in schema.read(data / f"{run}.parquet", teacher.JUDGED).iter_rows(named=True):
+            rows.append(
+                {
+                    "run": run,
+                    "id": r["sample_id"],
+                    "writer": stats.get("writer", ""),
+                    "model_ref": r["model_ref"],
+                    "question": r["question"],
+                    "raw": r["raw"],
+                    "answer": r["answer"],
+                    "contexts": r["context_ids"],
+                    "neighbors": r["neighbor_ids"],
+                    "dists": [round(d, 4) for d in r["neighbor_dists"]],
+                    "generated_neighbors": r["generated_neighbors"],
+                    "rouge_context": round(r["rouge_context"], 4),
+                    "rouge_pool": round(r["rouge_pool"], 4),
+                    "q_words": r["question_words"],
+                    "a_words": r["answer_words"],
+                    "reason": r["reject_reason"],
+                    "harm": round(r["harm_score"], 4),
+                    "refusal": round(r["refusal_score"], 4),
+                    "seed_sim": round(r["seed_similarity"], 4),
+                }
+            )
+    return {"pool": pool, "rows": rows}
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{x:.1%}"
+
+
+def _rate_cell(r: dict) -> str:
+    lo, hi = r["ci95"]
+    return f"{r['rate']:.1%} [{lo:.0%}, {hi:.0%}] n={r['n']}"
+
+
+def comparison_lines(comp: dict) -> list[list[str]]:
+    """One row per (baseline, rate): rates, difference, interval, p, verdict, and the keyword judge's view."""
+    out = []
+    for base, both in comp.get("pairs", {}).items():
+        for rate, r in both["trained"].items():
+            kw = both["keyword"].get(rate)
+            run = r["runs"][0]
+            out.append(
+                [
+                    base,
+                    f"{rate} (n={r['n_prompts']})",
+                    _pct(run["x_rate"]),
+                    _pct(run["y_rate"]),
+                    f"{r['difference']:+.1%}",
+                    f"[{r['ci95'][0]:+.1%}, {r['ci95'][1]:+.1%}]",
+                    f"{r['p_value']:.3f}",
+                    r["verdict"],
+                    "—" if kw is None else f"{kw['difference']:+.1%} ({kw['verdict']})",
+                    "yes" if rate in both["flips"] else "",
+                ]
+            )
+    return out
+
+
+COMPARISON_HEADER = [
+    "against",
+    "rate",
+    "ISARA",
+    "baseline",
+    "difference",
+    "95% interval",
+    "p",
+    "verdict",
+    "keyword judge",
+    "flips",
+]
+TEACHER_HEADER = [
+    "run",
+    "written by",
+    "accepted",
+    "harmful: accepted",
+    "harmful: seed",
+    "refusing: accepted",
+    "refusing: seed",
+    "label prompts with a generated neighbour",
+    "off the seed's domain",
+]
+
+
+def teacher_lines(runs: dict[str, dict]) -> list[list[str]]:
+    return [
+        [
+            run,
+            r.get("writer", ""),
+            f"{r['growth']['accepted']} of {r['growth']['proposed']}",
+            _rate_cell(r["accepted"]["harmful_rate"]),
+            _rate_cell(r["seed"]["harmful_rate"]),
+            _rate_cell(r["accepted"]["refusal_rate"]),
+            _rate_cell(r["seed"]["refusal_rate"]),
+            _rate_cell(r["label_prompts_with_generated_neighbor"]),
+            _rate_cell(r["off_domain"]),
+        ]
+        for run, r in runs.items()
+    ]
+
+
 def samples(eval_dir: Path, per_suite: int = 2) -> list[str]:
     """A few answers of every model to the same prompts, as markdown."""
     lines = []
@@ -158,15 +381,23 @@ def samples(eval_dir: Path, per_suite: int = 2) -> list[str]:
     return lines
 
 
-def render(metrics: Path = Path("metrics"), eval_dir: Path = Path("data/eval"), out: Path = Path("report")) -> Path:
-    rows = collect(metrics, eval_dir)
-    judge = write_summary(rows, metrics)
-    pngs = plot(rows, metrics, out)
-    lines = ["# isara report", "", "## Models", ""]
-    lines += [
-        "| model | harmful rate | over-refusal | win rate vs pretrained | TruthfulQA ROUGE-L diff | data scaling | accepted |"
-    ]
-    lines += ["|---|---|---|---|---|---|---|"]
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+MODEL_HEADER = [
+    "model",
+    "harmful rate",
+    "over-refusal",
+    "win rate vs pretrained",
+    "TruthfulQA ROUGE-L diff",
+    "data scaling",
+    "accepted",
+]
+
+
+def model_lines(rows: list[dict]) -> list[list[str]]:
+    out = []
     for r in rows:
         tqa = "—" if r.get("truthfulqa_rouge_diff") is None else f"{r['truthfulqa_rouge_diff']:+.2f}"
         if r.get("truthfulqa_no_comment") is not None:
@@ -175,17 +406,48 @@ def render(metrics: Path = Path("metrics"), eval_dir: Path = Path("data/eval"), 
             tqa += f"; rest {informative:+.2f})" if informative is not None else ")"
         ds = "—" if r.get("data_scaling") is None else f"×{r['data_scaling']:.2f}"
         acc = "—" if r.get("acceptance_rate") is None else f"{r['acceptance_rate']:.0%}"
-        cells = [r["model"], _fmt(r, "harmful_rate"), _fmt(r, "over_refusal"), _fmt(r, "win_rate"), tqa, ds, acc]
-        lines.append("| " + " | ".join(cells) + " |")
+        out.append([r["model"], _fmt(r, "harmful_rate"), _fmt(r, "over_refusal"), _fmt(r, "win_rate"), tqa, ds, acc])
+    return out
+
+
+MODELS_NOTE = (
+    'TruthfulQA counts "I have no comment." as true; the share of such answers and the ROUGE-L difference of the'
+    " other answers are shown beside the score. Harmful rate and over-refusal are judged by the trained judges"
+    " below, win rate (AlpacaEval instructions, against the pretrained model's answers; a tie counts half) by the"
+    " preference judge below; read each with its judge's measured accuracy."
+)
+COMPARISONS_NOTE = (
+    "{x} against each baseline on the same prompts: the difference in each rate (lower is better for all), its 95%"
+    " interval and p-value from the exact McNemar test (one run per arm), and the verdict at alpha 0.05. The keyword"
+    " judge (a refusal phrase in the answer's start = refusal; none = harmful) scores the same answers; 'flips' marks"
+    " a rate whose difference changes sign between the two judges. One run per arm: what a seed would change is not"
+    " in these intervals."
+)
+TEACHER_NOTE = (
+    "The judges' view of the pairs each run's model labelled for itself (accepted pairs) beside the seed pairs D0,"
+    " on the same judges; the share of labelling prompts that held at least one generated pair among their"
+    " neighbours; and the share of proposals off the seed's domain ({definition})."
+)
+
+
+def render(metrics: Path = Path("metrics"), eval_dir: Path = Path("data/eval"), out: Path = Path("report")) -> Path:
+    """report/index.md and report/index.html (self-contained), metrics/summary.json, and the plots."""
+    rows = collect(metrics, eval_dir)
+    threshold = _load(metrics / "judge.json").get("threshold")
+    comp = comparisons(eval_dir, threshold) if threshold is not None else {}
+    runs = teacher_runs(metrics / "teacher")
+    judge = write_summary(rows, metrics, {"comparisons": comp, "teacher": runs})
+    pngs = plot(rows, metrics, out) + plot_study(comp, runs, out)
+    lines = ["# isara report", "", "## Models", ""] + _md_table(MODEL_HEADER, model_lines(rows))
+    lines += ["", MODELS_NOTE, ""]
+    if comp:
+        lines += ["## Paired comparisons", "", COMPARISONS_NOTE.format(x=comp["x"]), ""]
+        lines += _md_table(COMPARISON_HEADER, comparison_lines(comp)) + [""]
+    if runs:
+        definition = next(iter(runs.values()))["off_domain"]["definition"]
+        lines += ["## The teacher", "", TEACHER_NOTE.format(definition=definition), ""]
+        lines += _md_table(TEACHER_HEADER, teacher_lines(runs)) + [""]
     lines += [
-        "",
-        'TruthfulQA counts "I have no comment." as true; the share of such answers and the ROUGE-L',
-        "difference of the other answers are shown beside the score.",
-        "",
-        "Harmful rate and over-refusal are judged by the trained judges below, win rate (AlpacaEval",
-        "instructions, against the pretrained model's answers; a tie counts half) by the preference judge",
-        "below; read each with its judge's measured accuracy.",
-        "",
         "## Judges",
         "",
         "```json",
@@ -196,5 +458,26 @@ def render(metrics: Path = Path("metrics"), eval_dir: Path = Path("data/eval"), 
     lines += [f"![{p}]({p})" for p in pngs]
     lines += ["", "## Sample generations", ""] + samples(eval_dir)
     write_text(out / "index.md", "\n".join(lines) + "\n")
-    log.info("wrote %s/index.md and %d plots", out, len(pngs))
+    write_text(out / "index.html", page(rows, comp, runs, judge, [out / p for p in pngs]))
+    log.info("wrote %s/index.md, %s/index.html and %d plots", out, out, len(pngs))
     return out / "index.md"
+
+
+def page(rows: list[dict], comp: dict, runs: dict[str, dict], judge: dict, pngs: list[Path]) -> str:
+    """The browser page: the same tables as index.md, the plots inline, and the pair browser."""
+    sections = [("Models", html.table(MODEL_HEADER, model_lines(rows)) + html.note(MODELS_NOTE))]
+    if comp:
+        sections.append(
+            (
+                "Paired comparisons",
+                html.note(COMPARISONS_NOTE.format(x=comp["x"])) + html.table(COMPARISON_HEADER, comparison_lines(comp)),
+            )
+        )
+    if runs:
+        definition = next(iter(runs.values()))["off_domain"]["definition"]
+        body = html.note(TEACHER_NOTE.format(definition=definition)) + html.table(TEACHER_HEADER, teacher_lines(runs))
+        sections.append(("The teacher", body))
+    sections.append(("Plots", "".join(html.image(p, p.stem.replace("_", " ")) for p in pngs)))
+    sections.append(("Judges", html.judges(judge)))
+    threshold = judge.get("threshold", 0.5)
+    return html.page("isara report", sections, {**pair_rows(runs), "threshold": threshold, "page_rows": html.PAGE_ROWS})

@@ -36,6 +36,24 @@ def test_dataset_card_explains_every_column_and_the_settings() -> None:
     assert header["configs"][0]["data_files"][0]["path"] == "data/train.parquet"
     assert "| `neighbor_ids` | sample ids of the pool pairs retrieved" in card
     assert "rouge_threshold: 0.7" in card and "data_scaling: 2.2" in card and "from a seed of 64 pairs" in card
+    assert "The teacher, measured" not in card  # a run with no teacher metrics claims none
+
+
+def test_dataset_card_sets_the_judged_labels_beside_the_seed_and_the_judges_accuracy() -> None:
+    r = lambda rate, n: {"rate": rate, "n": n, "ci95": [rate - 0.1, rate + 0.1]}  # noqa: E731
+    teacher = {
+        "accepted": {"harmful_rate": r(0.28, 75), "refusal_rate": r(0.5333, 75)},
+        "seed": {"harmful_rate": r(0.1094, 64), "refusal_rate": r(0.7031, 64)},
+        "label_prompts_with_generated_neighbor": r(0.7625, 80),
+        "off_domain": {**r(0.2875, 80), "definition": "far from every seed question"},
+    }
+    judges = {"harm": {"held_out": {"xstest_test": {"n": 449, "accuracy": 0.8976, "f1": 0.6034}}}}
+    metrics = {"seed_size": 64, "teacher": teacher, "judges": judges}
+    card = export.dataset_card(pl.DataFrame({"question": ["q"]}), "it2", False, PARAMS, metrics, ["truthfulqa"])
+    assert "- judged harmful: 28.0% [18%, 38%] of 75 accepted pairs; seed 10.9% [1%, 21%] of 64" in card
+    assert "proposals off the seed's domain: 28.7% [19%, 39%] of 80 (far from every seed question)" in card
+    assert "harm judge on xstest_test (held out, n=449): accuracy 0.898, F1 0.603" in card
+    assert "teacher:" not in card  # the block is prose, not repeated in the growth yaml
 
 
 def test_model_card_puts_each_rate_beside_its_judges_accuracy() -> None:

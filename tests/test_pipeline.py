@@ -14,7 +14,8 @@ import polars as pl
 import pytest
 import yaml
 
-from isara import schema
+from isara import schema, teacher
+from tests.browser import open_page
 from tests.conftest import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +39,9 @@ ARTIFACTS = {
     "data/eval/sft.parquet": schema.GENERATIONS,
     "data/eval/icl_knn.parquet": schema.GENERATIONS,
     "data/winrate.parquet": schema.WINRATE,
+    "data/judged/it1.parquet": teacher.JUDGED,
+    "data/judged/it2.parquet": teacher.JUDGED,
+    "data/judged/it1.examples.parquet": teacher.EXAMPLES,
 }
 
 
@@ -110,6 +114,41 @@ def test_tiny_metrics_pass_the_regression_gate(repo: Path) -> None:
         text=True,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_report_page_opens_offline_and_browses_every_labelled_pair(repo: Path) -> None:
+    """report/index.html in headless Chromium: no console error, no request leaving the file, the pair
+    browser shows every row of the judged parquet files, and its filters narrow them as the data says."""
+    judged = {f.stem: schema.read(f, teacher.JUDGED) for f in sorted((repo / "data/judged").glob("it*[0-9].parquet"))}
+    judged |= {"oneshot": schema.read(repo / "data/judged/oneshot.parquet", teacher.JUDGED)}
+    total = sum(g.height for g in judged.values())
+    rejected = sum(g["reject_reason"].is_not_null().sum() for g in judged.values())
+    word = judged["it1"]["question"][0].split()[-1].strip("?.!,").lower()
+    with_word = sum(
+        g.filter(
+            (pl.col("question") + "\n" + pl.col("answer")).str.to_lowercase().str.contains(word, literal=True)
+        ).height
+        for g in judged.values()
+    )
+    with open_page(repo / "report/index.html") as opened:
+        page = opened.page
+        assert opened.console_errors == [] and opened.outside_requests == []
+        assert int(page.text_content("#total")) == total and int(page.text_content("#count")) == total
+        page.select_option("#f-run", "it1")
+        assert int(page.text_content("#count")) == judged["it1"].height < total
+        page.select_option("#f-run", "")
+        page.select_option("#f-status", "rejected")
+        assert int(page.text_content("#count")) == rejected
+        page.select_option("#f-status", "")
+        page.fill("#f-text", word)
+        assert 0 < int(page.text_content("#count")) == with_word
+        page.click("#pairs tbody tr.pair >> nth=0")
+        assert "Labelling neighbours" in page.text_content("#pairs tr.detail")
+        for heading in ("Paired comparisons", "The teacher", "Plots", "Judges"):
+            assert page.get_by_role("heading", name=heading).count() == 1
+        assert page.locator("figure img").count() >= 4  # trade-off, loss, forest, teacher, growth
+        keep = Path(os.environ.get("ISARA_CI_OUT") or repo)
+        opened.screenshot(keep / "report.png")
 
 
 # Every stage kind that draws random numbers, generates, trains or fits, on one iteration's path.
