@@ -16,8 +16,9 @@ import polars as pl
 from isara import embed, schema
 from isara.stats import rate
 
-# A proposal is off the seed's domain when its nearest seed question is less similar than this share of
-# seed questions are to their own nearest other seed question: the threshold comes from the seed itself.
+# A proposal is off the seed's domain when its nearest seed question is less similar than all but this
+# share of seed questions are to their own nearest other seed question (the floor is this quantile of
+# those similarities): the threshold comes from the seed itself.
 OFF_DOMAIN_QUANTILE = 0.05
 SEED = "seed"
 DATA = Path("data/judged")  # <run>.parquet: every labelled pair, judged (the report's sample browser)
@@ -112,7 +113,7 @@ def summarize(judged: pl.DataFrame, seed: pl.DataFrame, floor: float, judges, th
             "floor": round(floor, 4),
             "definition": (
                 "a proposal whose nearest seed question (cosine similarity of the embedder's vectors) is less"
-                f" similar than {OFF_DOMAIN_QUANTILE:.0%} of seed questions are to their nearest other seed question"
+                f" similar than {1 - OFF_DOMAIN_QUANTILE:.0%} of seed questions are to their nearest other seed question"
             ),
         },
         "seed_similarity_mean": round(float(judged["seed_similarity"].mean() or 0.0), 4),
