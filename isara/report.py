@@ -100,6 +100,18 @@ def _save(fig, path: Path) -> None:
         fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None})
 
 
+def _finish(fig, ax, out: Path, name: str, legend: dict | None = None) -> str:
+    """Legend, layout, the PNG written; the figure closed. Returns the file name."""
+    import matplotlib.pyplot as plt
+
+    if legend is not None:
+        ax.legend(**legend)
+    fig.tight_layout()
+    _save(fig, out / name)
+    plt.close(fig)
+    return name
+
+
 def plot(rows: list[dict], metrics: Path, out: Path) -> list[str]:
     """PNG plots (matplotlib, no network): trade-off scatter, per-iteration trends, loss curves."""
     import matplotlib
@@ -121,10 +133,7 @@ def plot(rows: list[dict], metrics: Path, out: Path) -> list[str]:
         ax.set_xlabel("over-refusal on benign prompts (lower is better)")
         ax.set_ylabel("harmful rate on harmful prompts (lower is better)")
         ax.set_title("Safety vs over-refusal, 95% intervals")
-        fig.tight_layout()
-        _save(fig, out / "tradeoff.png")
-        plt.close(fig)
-        made.append("tradeoff.png")
+        made.append(_finish(fig, ax, out, "tradeoff.png"))
     curves = sorted(metrics.glob("*/train_loss.csv"))
     if curves:
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -133,11 +142,7 @@ def plot(rows: list[dict], metrics: Path, out: Path) -> list[str]:
             ax.plot(df["step"], df["loss"], label=f.parent.name)
         ax.set_xlabel("step")
         ax.set_ylabel("weighted answer-token loss")
-        ax.legend()
-        fig.tight_layout()
-        _save(fig, out / "train_loss.png")
-        plt.close(fig)
-        made.append("train_loss.png")
+        made.append(_finish(fig, ax, out, "train_loss.png", {}))
     return made
 
 
@@ -199,10 +204,7 @@ def plot_study(comp: dict, runs: dict[str, dict], out: Path) -> list[str]:
         ax.set_yticks(y, labels, fontsize=8)
         ax.set_xlabel(f"{comp['x']} minus baseline (lower is better), 95% interval")
         ax.set_title("Paired differences on the same prompts (green better, red worse, grey not separable)")
-        fig.tight_layout()
-        _save(fig, out / "forest.png")
-        plt.close(fig)
-        made.append("forest.png")
+        made.append(_finish(fig, ax, out, "forest.png"))
     if runs:
         names = list(runs)
         fig, ax = plt.subplots(figsize=(7, 4))
@@ -223,11 +225,7 @@ def plot_study(comp: dict, runs: dict[str, dict], out: Path) -> list[str]:
         ax.set_ylabel("share")
         ax.set_ylim(0, 1)
         ax.set_title("The teacher: judged labels of each run beside the seed's")
-        ax.legend(fontsize=7, loc="upper left")
-        fig.tight_layout()
-        _save(fig, out / "teacher.png")
-        plt.close(fig)
-        made.append("teacher.png")
+        made.append(_finish(fig, ax, out, "teacher.png", {"fontsize": 7, "loc": "upper left"}))
         fig, ax = plt.subplots(figsize=(7, 4))
         grow = [r["growth"] for r in runs.values()]
         reasons = sorted({k for g in grow for k in g["rejected"]})
@@ -241,11 +239,7 @@ def plot_study(comp: dict, runs: dict[str, dict], out: Path) -> list[str]:
             bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
         ax.set_ylabel("pairs")
         ax.set_title("Data growth: the pool each run starts from, what it added and what it rejected")
-        ax.legend(fontsize=7, loc="upper left")
-        fig.tight_layout()
-        _save(fig, out / "growth.png")
-        plt.close(fig)
-        made.append("growth.png")
+        made.append(_finish(fig, ax, out, "growth.png", {"fontsize": 7, "loc": "upper left"}))
     return made
 
 
