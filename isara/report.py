@@ -162,11 +162,13 @@ def comparisons(eval_dir: Path, threshold: float) -> dict:
     last = max((n for n in names if re.fullmatch(r"it\d+", n)), key=lambda n: int(n[2:]), default=None)
     if last is None:
         return {}
-    gen = {n: schema.read(eval_dir / f"{n}.parquet", schema.GENERATIONS) for n in names}
+    x = schema.read(eval_dir / f"{last}.parquet", schema.GENERATIONS)
+    x_keyword = _keyword_judged(x)
     out: dict = {"x": last, "threshold": threshold, "pairs": {}}
     for base in (b for b in AGAINST if b in names):
-        trained = compare_files([gen[last]], [gen[base]], threshold)
-        keyword = compare_files([_keyword_judged(gen[last])], [_keyword_judged(gen[base])], threshold)
+        y = schema.read(eval_dir / f"{base}.parquet", schema.GENERATIONS)
+        trained = compare_files([x], [y], threshold)
+        keyword = compare_files([x_keyword], [_keyword_judged(y)], threshold)
         flips = [r for r in trained if r in keyword and trained[r]["difference"] * keyword[r]["difference"] < 0]
         out["pairs"][base] = {"trained": trained, "keyword": keyword, "flips": flips}
     return out
@@ -424,6 +426,21 @@ TEACHER_NOTE = (
 )
 
 
+def tables(
+    rows: list[dict], comp: dict, runs: dict[str, dict]
+) -> list[tuple[str, str, list[str], list[list[str]], str]]:
+    """The report's tables, each as (heading, note before, header, rows, note after), for index.md and index.html."""
+    out = [("Models", "", MODEL_HEADER, model_lines(rows), MODELS_NOTE)]
+    if comp:
+        out.append(
+            ("Paired comparisons", COMPARISONS_NOTE.format(x=comp["x"]), COMPARISON_HEADER, comparison_lines(comp), "")
+        )
+    if runs:
+        definition = next(iter(runs.values()))["off_domain"]["definition"]
+        out.append(("The teacher", TEACHER_NOTE.format(definition=definition), TEACHER_HEADER, teacher_lines(runs), ""))
+    return out
+
+
 def render(metrics: Path = Path("metrics"), eval_dir: Path = Path("data/eval"), out: Path = Path("report")) -> Path:
     """report/index.md and report/index.html (self-contained), metrics/summary.json, and the plots."""
     rows = collect(metrics, eval_dir)
@@ -432,15 +449,11 @@ def render(metrics: Path = Path("metrics"), eval_dir: Path = Path("data/eval"), 
     runs = teacher_runs(metrics / "teacher")
     judge = write_summary(rows, metrics, {"comparisons": comp, "teacher": runs})
     pngs = plot(rows, metrics, out) + plot_study(comp, runs, out)
-    lines = ["# isara report", "", "## Models", ""] + _md_table(MODEL_HEADER, model_lines(rows))
-    lines += ["", MODELS_NOTE, ""]
-    if comp:
-        lines += ["## Paired comparisons", "", COMPARISONS_NOTE.format(x=comp["x"]), ""]
-        lines += _md_table(COMPARISON_HEADER, comparison_lines(comp)) + [""]
-    if runs:
-        definition = next(iter(runs.values()))["off_domain"]["definition"]
-        lines += ["## The teacher", "", TEACHER_NOTE.format(definition=definition), ""]
-        lines += _md_table(TEACHER_HEADER, teacher_lines(runs)) + [""]
+    sections = tables(rows, comp, runs)
+    lines = ["# isara report", ""]
+    for heading, before, header, body, after in sections:
+        lines += [f"## {heading}", ""] + ([before, ""] if before else []) + _md_table(header, body) + [""]
+        lines += [after, ""] if after else []
     lines += [
         "## Judges",
         "",
@@ -452,26 +465,21 @@ def render(metrics: Path = Path("metrics"), eval_dir: Path = Path("data/eval"), 
     lines += [f"![{p}]({p})" for p in pngs]
     lines += ["", "## Sample generations", ""] + samples(eval_dir)
     write_text(out / "index.md", "\n".join(lines) + "\n")
-    write_text(out / "index.html", page(rows, comp, runs, judge, [out / p for p in pngs]))
+    write_text(out / "index.html", page(sections, runs, judge, [out / p for p in pngs]))
     log.info("wrote %s/index.md, %s/index.html and %d plots", out, out, len(pngs))
     return out / "index.md"
 
 
-def page(rows: list[dict], comp: dict, runs: dict[str, dict], judge: dict, pngs: list[Path]) -> str:
+def page(sections: list, runs: dict[str, dict], judge: dict, pngs: list[Path]) -> str:
     """The browser page: the same tables as index.md, the plots inline, and the pair browser."""
-    sections = [("Models", html.table(MODEL_HEADER, model_lines(rows)) + html.note(MODELS_NOTE))]
-    if comp:
-        sections.append(
-            (
-                "Paired comparisons",
-                html.note(COMPARISONS_NOTE.format(x=comp["x"])) + html.table(COMPARISON_HEADER, comparison_lines(comp)),
-            )
+    body = [
+        (
+            heading,
+            (html.note(before) if before else "") + html.table(header, rows) + (html.note(after) if after else ""),
         )
-    if runs:
-        definition = next(iter(runs.values()))["off_domain"]["definition"]
-        body = html.note(TEACHER_NOTE.format(definition=definition)) + html.table(TEACHER_HEADER, teacher_lines(runs))
-        sections.append(("The teacher", body))
-    sections.append(("Plots", "".join(html.image(p, p.stem.replace("_", " ")) for p in pngs)))
-    sections.append(("Judges", html.judges(judge)))
+        for heading, before, header, rows, after in sections
+    ]
+    body.append(("Plots", "".join(html.image(p, p.stem.replace("_", " ")) for p in pngs)))
+    body.append(("Judges", html.judges(judge)))
     threshold = judge.get("threshold", 0.5)
-    return html.page("isara report", sections, {**pair_rows(runs), "threshold": threshold, "page_rows": html.PAGE_ROWS})
+    return html.page("isara report", body, {**pair_rows(runs), "threshold": threshold, "page_rows": html.PAGE_ROWS})
