@@ -25,6 +25,7 @@ def draw_stratified(pool: pl.DataFrame, n: int, contexts: int, seed: int) -> lis
     Each set's rows are drawn without replacement, the seed's first and the newest set's last, so the
     newest examples stand nearest the open turn and fit_prompt drops seed examples first. Draws are
     made prompt after prompt from one generator: the first m prompts of a longer run are the same.
+    On a pool that is the seed alone (k=1, the one-shot run) the draws are the union's.
     """
     rng = np.random.default_rng(seed)
     iteration = pool["iteration"].to_numpy()

@@ -98,6 +98,8 @@ def test_stratified_allocation_gives_each_generated_set_one_example_and_the_seed
     assert draws == draw_stratified(pool, 50, 8, seed=3) and draws != draw_stratified(pool, 50, 8, seed=4)
     assert draw_stratified(pool, 20, 8, seed=3) == draws[:20]  # a run extending another draws its prompts first
     assert len({r for rows in draws for r in rows if sets[r] == 1}) == 6  # every D1 pair gets its turn
+    seed_only = _pool_of_sets({0: 10})  # k=1 (and the one-shot run): the union's own draws
+    assert draw_stratified(seed_only, 5, 3, seed=7) == draw_contexts(seed_only, 5, 3, seed=7)
 
 
 def test_stratified_neighbours_are_each_sets_nearest_in_distance_order(tmp_path: Path) -> None:
