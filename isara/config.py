@@ -64,7 +64,7 @@ class GenerateParams(Section):
     max_prompt_tokens: int = Field(1536, ge=16)  # longer prompts drop their farthest examples first
     # Beam scores are divided by length**length_penalty: > 1 favours longer beams (authors' proposals: 2).
     length_penalty: float = 1.0
-    # (start, factor): from `start` new tokens on, the end-of-turn score is raised by factor**(tokens - start),
+    # (start, factor): n tokens past `start` new ones, the end-of-turn score rises by |score| x (factor**n - 1),
     # so a text ends near `start` rather than at max_new_tokens (authors: (15, 1.6) propose, (30, 1.05) label).
     exponential_decay_length_penalty: tuple[Annotated[int, Field(ge=0)], Annotated[float, Field(gt=0)]] | None = None
 

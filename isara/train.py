@@ -207,6 +207,7 @@ def train(
 
 
 def summary(history: list[dict]) -> dict:
+    """train.json: steps, first and last loss, and the mean loss of the last epoch's steps."""
     losses = [h["loss"] for h in history]
     last = [h["loss"] for h in history if h["epoch"] == history[-1]["epoch"]]
     return {
