@@ -4,8 +4,9 @@ The root `dvc repro` runs the safety default; `dvc repro domains/<name>/dvc.yaml
 whose seed file, eval prompts and judges its params name. Nothing in the loop branches on the
 domain: the folder's dvc.yaml is the root pipeline with the code and the shared raw data pointing
 back to the root, and everything the domain produces (models, data, metrics, report) stays inside
-the folder. `isara domain NAME --refresh` rewrites the folder's dvc.yaml after the root one changes
-(a test fails until it is done); its params.yaml is left alone.
+the folder, and the schedule-matched SFT control runs over the domain's own ISARA rounds. `isara
+domain NAME --refresh` rewrites the folder's dvc.yaml after the root one changes (a test fails
+until it is done); its params.yaml is left alone.
 """
 
 from __future__ import annotations
