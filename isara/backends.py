@@ -73,6 +73,16 @@ def check_vllm(cfg: GenerateParams) -> None:
             f"scale.engine=vllm: no_repeat_ngram_size={cfg.no_repeat_ngram_size} has no vLLM equivalent;"
             " set it to 0 or use the transformers engine"
         )
+    if cfg.length_penalty != 1.0:
+        raise IsaraError(
+            f"scale.engine=vllm: length_penalty={cfg.length_penalty} acts in beam search, which vLLM's sampler"
+            " does not do; set it to 1.0 or use the transformers engine"
+        )
+    if cfg.exponential_decay_length_penalty is not None:
+        raise IsaraError(
+            f"scale.engine=vllm: exponential_decay_length_penalty={list(cfg.exponential_decay_length_penalty)} has"
+            " no vLLM equivalent; set it to null or use the transformers engine"
+        )
 
 
 def sampling_kwargs(cfg: GenerateParams, stop: list[int], sample_top_k: int, seed: int) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -62,6 +62,20 @@ class GenerateParams(Section):
     no_repeat_ngram_size: int = Field(0, ge=0)
     bf16: bool = False
     max_prompt_tokens: int = Field(1536, ge=16)  # longer prompts drop their farthest examples first
+    # Beam scores are divided by length**length_penalty: > 1 favours longer beams (authors' proposals: 2).
+    length_penalty: float = 1.0
+    # (start, factor): n tokens past `start` new ones, the end-of-turn score rises by |score| x (factor**n - 1),
+    # so a text ends near `start` rather than at max_new_tokens (authors: (15, 1.6) propose, (30, 1.05) label).
+    exponential_decay_length_penalty: tuple[Annotated[int, Field(ge=0)], Annotated[float, Field(gt=0)]] | None = None
+
+    @model_validator(mode="after")
+    def _beam_only(self) -> GenerateParams:
+        # transformers only warns and ignores it: a setting that silently does nothing is refused here
+        if self.length_penalty != 1.0 and self.num_beams == 1:
+            raise ValueError(
+                f"length_penalty={self.length_penalty} acts only in beam search; set num_beams > 1 or length_penalty: 1.0"
+            )
+        return self
 
 
 class ProposeParams(GenerateParams):
@@ -93,6 +107,15 @@ class TrainParams(Section):
     lr_decay: float = Field(0.5, gt=0, le=1)  # the authors halve the lr every iteration
     epochs: int = Field(2, ge=1)
     batch_size: int = Field(8, ge=1)
+    # One optimizer step every grad_accum batches, the update of one batch of grad_accum x batch_size
+    # rows (authors: 4 x 8); the last step of a round takes what is left.
+    grad_accum: int = Field(1, ge=1)
+    # Learning rate over a round's optimizer steps: constant, or cosine decay to 0 (authors); either
+    # after warmup_steps of linear warm-up from 0, as transformers' schedules.
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = Field(0, ge=0)
+    # AdamW's moment decays: torch's default; the authors' safe-rlhf trainer uses (0.9, 0.95)
+    adam_betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)
     max_length: int = Field(256, ge=16)  # the longest seed example is ~130 tokens
     bf16: bool = True  # ~1.6x faster on this CPU, per-step loss within 0.04 of fp32
     weight_decay: float = Field(0.0, ge=0)
@@ -159,6 +182,9 @@ class Params(Section):
     seed: int = 0
     gamma: float = Field(1.0, ge=0)  # weight of generated samples vs seed (paper: 1)
     contexts: int = Field(2, ge=1, le=64)  # in-context examples per prompt (paper: 8)
+    # How a prompt's examples are drawn from the pool: union = from all of it alike; stratified = one
+    # from each generated set and the rest from the seed, as the authors' generate.py (isara/icl.py: quotas)
+    allocation: Literal["union", "stratified"] = "union"
     iterations: dict[str, Iteration]
     data: DataParams = DataParams()
     model: ModelParams = ModelParams()

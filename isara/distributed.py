@@ -125,22 +125,26 @@ class Group:
         self.net, self.opt = self.acc.prepare(_batch_loss(model), opt)
         return self.step
 
-    def step(self, examples: list, idx: np.ndarray, pad_id: int, bf16: bool) -> tuple[float, int]:
-        """One optimizer step on a planned batch; (the whole batch's loss, its tokens)."""
+    def step(self, examples: list, group: list[np.ndarray], pad_id: int, bf16: bool) -> tuple[float, int]:
+        """One optimizer step on a group of planned batches; (the whole group's loss, its tokens)."""
         import torch
 
-        mine, real = shard(idx, self.rank, self.world)
-        ids, mask, labels, weights = (t.to(self.acc.device) for t in collate([examples[i] for i in mine], pad_id))
-        weights = weights if real else torch.zeros_like(weights)
-        with torch.autocast(self.acc.device.type, dtype=torch.bfloat16, enabled=bf16):
-            # len(idx) / world: DDP divides the summed gradients by world, so each rank's weighted
-            # sum over len(idx) examples makes the average that of the whole batch's mean.
-            loss = self.net(ids, mask, labels, weights, len(idx) / self.world)
-        self.opt.zero_grad(set_to_none=True)
-        self.acc.backward(loss)
+        rows = sum(len(idx) for idx in group)
+        part = torch.zeros(2)
+        for j, idx in enumerate(group):
+            mine, real = shard(idx, self.rank, self.world)
+            ids, mask, labels, weights = (t.to(self.acc.device) for t in collate([examples[i] for i in mine], pad_id))
+            weights = weights if real else torch.zeros_like(weights)
+            with torch.autocast(self.acc.device.type, dtype=torch.bfloat16, enabled=bf16):
+                # rows / world: DDP divides the summed gradients by world, so each rank's weighted sum
+                # over the group's rows makes the average that of one batch holding the whole group.
+                loss = self.net(ids, mask, labels, weights, rows / self.world)
+            if j == 0:
+                self.opt.zero_grad(set_to_none=True)
+            self.acc.backward(loss)
+            part += torch.stack([loss.detach().float().cpu() / self.world, mask.sum().float().cpu() * real])
         self.opt.step()
-        part = torch.stack([loss.detach().float() / self.world, mask.sum().float() * real])
-        total, tokens = self.acc.reduce(part, "sum").tolist()
+        total, tokens = self.acc.reduce(part.to(self.acc.device), "sum").tolist()
         return total, int(tokens)
 
     def close(self) -> None:

@@ -4,8 +4,9 @@ The root `dvc repro` runs the safety default; `dvc repro domains/<name>/dvc.yaml
 whose seed file, eval prompts and judges its params name. Nothing in the loop branches on the
 domain: the folder's dvc.yaml is the root pipeline with the code and the shared raw data pointing
 back to the root, and everything the domain produces (models, data, metrics, report) stays inside
-the folder. `isara domain NAME --refresh` rewrites the folder's dvc.yaml after the root one changes
-(a test fails until it is done); its params.yaml is left alone.
+the folder, and the schedule-matched SFT control runs over the domain's own ISARA rounds. `isara
+domain NAME --refresh` rewrites the folder's dvc.yaml after the root one changes (a test fails
+until it is done); its params.yaml is left alone.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from isara.errors import IsaraError
-from isara.paths import write_text
+from isara.paths import MATCHED, isara_rounds, write_text
 
 ROOT = Path(".")
 SHARED = ("stages/", "isara/", "data/raw")  # what a domain reads from the root, not from its folder
@@ -30,11 +31,29 @@ HEADER = (
 )
 
 
-def derive(pipeline: dict, up: str) -> dict:
-    """The root pipeline as seen from a folder `up` (e.g. "../../") below the root."""
+def derive(pipeline: dict, up: str, iterations: dict | None = None) -> dict:
+    """The root pipeline as seen from a folder `up` (e.g. "../../") below the root.
+
+    With the domain's `iterations`, the schedule-matched SFT control follows its own ISARA rounds.
+    """
     out = copy.deepcopy(pipeline)
     out["stages"] = {name: _stage(body, up) for name, body in pipeline["stages"].items() if name not in ROOT_ONLY}
+    if iterations is not None and MATCHED in out["stages"]:
+        _matched_rounds(out["stages"], iterations)
     return out
+
+
+def _matched_rounds(stages: dict, iterations: dict) -> None:
+    """sft_matched over the domain's rounds, and its last round evaluated as the baseline sft_matched."""
+    rounds = isara_rounds(iterations)
+    baselines = stages.get("baseline", {}).get("foreach", {})
+    if not rounds:  # no ISARA round to match: no control
+        del stages[MATCHED]
+        baselines.pop(MATCHED, None)
+        return
+    stages[MATCHED]["foreach"] = {name: {"init": init.as_posix()} for name, init in rounds.items()}
+    if MATCHED in baselines:
+        baselines[MATCHED] = {"model": f"models/{MATCHED}/{list(rounds)[-1]}"}
 
 
 def _stage(body: dict, up: str) -> dict:
@@ -72,8 +91,11 @@ def refresh(name: str, root: Path = ROOT) -> Path:
     folder = root / "domains" / name
     if not (folder / "params.yaml").is_file():
         raise IsaraError(f"{folder}: no such domain (create it with --seed and --eval)")
+    from isara.config import load_params
+
     up = os.path.relpath(root, folder).replace(os.sep, "/") + "/"
-    pipeline = derive(yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8")), up)
+    iterations = load_params(folder / "params.yaml").iterations
+    pipeline = derive(yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8")), up, iterations)
     header = HEADER.format(name=name, folder=f"domains/{name}")
     write_text(folder / "dvc.yaml", header + yaml.safe_dump(pipeline, sort_keys=False, width=120))
     return folder

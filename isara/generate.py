@@ -98,6 +98,11 @@ def generate_kwargs(tokenizer, cfg: GenerateParams, fmt: str) -> dict:
         kwargs.update(temperature=cfg.temperature, top_p=cfg.top_p)
     else:
         kwargs.update(temperature=None, top_p=None, top_k=None)
+    # Only when set away from their neutral values, so the default call is the one it always was.
+    if cfg.length_penalty != 1.0:
+        kwargs.update(length_penalty=cfg.length_penalty)
+    if cfg.exponential_decay_length_penalty is not None:
+        kwargs.update(exponential_decay_length_penalty=tuple(cfg.exponential_decay_length_penalty))
     return kwargs
 
 

@@ -55,6 +55,18 @@ def clean(text: str) -> str:
     return text[:cut].strip()
 
 
+def quotas(sets: Sequence[int], contexts: int) -> dict[int, int]:
+    """Examples per pool set under `allocation: stratified`, keyed by the set's `iteration` (0 = the seed).
+
+    As the authors' generate.py: each generated set D1..D(k-1) gives one example and the seed gives the
+    rest, contexts - (k-1); at k=3 with 8 contexts, 6 + 1 + 1. The seed never gives fewer than one:
+    when contexts leaves no room for every generated set, the most recent ones keep their slot.
+    """
+    generated = sorted(s for s in set(sets) if s != 0)
+    kept = generated[len(generated) - min(len(generated), contexts - 1) :]
+    return {0: contexts - len(kept), **{s: 1 for s in kept}}
+
+
 def fit_prompt(pairs: list[Pair], build: Callable[[list[Pair]], str], n_tokens: Callable[[str], int], limit: int):
     """Drop examples from the front (the farthest / oldest) until the prompt fits `limit` tokens."""
     pairs = list(pairs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ JUDGES = Path("models/judges")
 EVAL_DATA = Path("data/eval")
 EVAL_METRICS = Path("metrics/eval")
 BASE = "it0"  # the base model and the seed pool: what the first iteration starts from
+MATCHED = "sft_matched"  # the schedule-matched SFT control: models/sft_matched/<round>
 
 
 def data(run: str) -> Path:
@@ -39,6 +41,21 @@ def spec(iterations: dict[str, Iteration], run: str) -> tuple[Iteration, str]:
     if it is None:
         raise IsaraError(f"--run {run}: params.yaml has no iterations.{run}")
     return it, f"it{it.prev}"
+
+
+def isara_rounds(iterations: dict[str, Iteration]) -> dict[str, Path]:
+    """ISARA's rounds, in order, each with the model its schedule-matched SFT control starts from.
+
+    A round is an iteration named it<k> that extends no other run and proposes propose.n (scale 1):
+    the one-shot baseline (scale 2, extends it1) is not one. Round k's control continues round
+    prev's control (the base model for prev 0); a round whose prev is not a round has none.
+    """
+    out: dict[str, Path] = {}
+    for name, it in sorted(iterations.items(), key=lambda kv: kv[1].k):  # prev < k: its round comes first
+        if re.fullmatch(r"it\d+", name) and it.extends == BASE and it.scale == 1:
+            if it.prev == 0 or f"it{it.prev}" in out:
+                out[name] = model(BASE if it.prev == 0 else f"{MATCHED}/it{it.prev}")
+    return out
 
 
 @contextmanager

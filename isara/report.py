@@ -15,7 +15,7 @@ from isara.paired import compare_files
 from isara.paths import atomic, write_csv, write_json, write_text
 
 log = logging.getLogger(__name__)
-BASELINES = ("pretrained", "sft", "icl_random", "icl_knn", "oneshot")
+BASELINES = ("pretrained", "sft", "sft_matched", "icl_random", "icl_knn", "oneshot")
 AGAINST = ("sft", "sft_matched", "icl_knn", "oneshot", "pretrained")  # what ISARA's last iteration is paired with
 
 

@@ -70,8 +70,8 @@ def reused_rows(done: pl.DataFrame, n: int, ref: str, what: str, **expected: lis
 STATE, META = "state.safetensors", "state.json"
 
 
-def save_checkpoint(folder: Path, model, opt, step: int, history: list[dict]) -> None:
-    """Trainable weights, optimizer moments, RNG and loss log after `step` steps, written atomically.
+def save_checkpoint(folder: Path, model, opt, step: int, history: list[dict], sched=None) -> None:
+    """Trainable weights, optimizer moments, learning-rate schedule, RNG and loss log after `step` steps.
 
     Not through paths.atomic: the last good checkpoint stays (as .old) until the new one is in place,
     so a kill at any point leaves one that load_checkpoint can resume from.
@@ -91,6 +91,7 @@ def save_checkpoint(folder: Path, model, opt, step: int, history: list[dict]) ->
     tmp.mkdir(parents=True)
     save_file(tensors, tmp / STATE)
     meta = {"step": step, "history": history, "param_groups": state["param_groups"]}
+    meta["scheduler"] = None if sched is None else sched.state_dict()  # plain numbers: its position and rates
     (tmp / META).write_text(json.dumps(meta), encoding="utf-8")
     old = folder.with_name(f".{folder.name}.old")  # the last good checkpoint stays until the new one is in
     shutil.rmtree(old, ignore_errors=True)
@@ -100,7 +101,7 @@ def save_checkpoint(folder: Path, model, opt, step: int, history: list[dict]) ->
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(folder: Path, model, opt) -> tuple[int, list[dict]]:
+def load_checkpoint(folder: Path, model, opt, sched=None) -> tuple[int, list[dict]]:
     """Restore what save_checkpoint wrote; (0, []) when there is none or it does not fit this run."""
     import torch
     from safetensors.torch import load_file
@@ -121,7 +122,11 @@ def load_checkpoint(folder: Path, model, opt) -> tuple[int, list[dict]]:
             if key.startswith("opt."):
                 _, i, name = key.split(".", 2)
                 slots.setdefault(int(i), {})[name] = t
+        if (sched is None) != (meta.get("scheduler") is None):
+            raise ValueError("saved with another learning-rate schedule")
         opt.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
+        if sched is not None:
+            sched.load_state_dict(meta["scheduler"])
     except Exception as err:  # a damaged or foreign checkpoint: start over rather than fail or mix
         log.warning(
             "ignoring the training checkpoint in %s (%s: %s); starting from step 0", found, type(err).__name__, err

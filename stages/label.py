@@ -21,7 +21,8 @@ def main() -> None:
     ids = schema.read(paths.data(run) / "index_ids.parquet", schema.INDEX_IDS)
     questions = proposed["question"].to_list()
     index_file, metric = paths.data(run) / "index.ann", params.index.metric
-    neighbors, dists = retrieve(questions, cache, params.model.embedder, index_file, ids, metric, params.contexts)
+    sets = dict(zip(pool["sample_id"], pool["iteration"], strict=True)) if params.allocation == "stratified" else None
+    neighbors, dists = retrieve(questions, cache, params.model.embedder, index_file, ids, metric, params.contexts, sets)
     set_threads(params.model.threads)
     model, tok = backends.load(paths.model(prev), params.scale, params.model.device, params.model.trust_remote_code)
     done = schema.read(paths.data(it.extends) / "labeled.parquet", schema.LABELED)

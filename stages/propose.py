@@ -20,7 +20,9 @@ def main() -> None:
     model, tok = backends.load(paths.model(prev), params.scale, params.model.device, params.model.trust_remote_code)
     done = schema.read(paths.data(it.extends) / "proposed.parquet", schema.PROPOSED)
     n, ref, fmt = params.propose.n * it.scale, model_ref(paths.model(prev)), params.model.chat_format
-    out = propose(model, tok, pool, params.propose, fmt, params.contexts, params.seed, it.k, n, ref, done)
+    out = propose(
+        model, tok, pool, params.propose, fmt, params.contexts, params.seed, it.k, n, ref, done, params.allocation
+    )
     schema.write(out, paths.data(run) / "proposed.parquet", schema.PROPOSED)
     log.info(
         "read pool %s (%d pairs); wrote %d questions to %s (%d of them from %s)",

@@ -67,6 +67,69 @@ def test_what_vllm_cannot_do_fails_on_one_line_naming_the_key() -> None:
         backends.check_vllm(GenerateParams(max_new_tokens=8, no_repeat_ngram_size=10))
 
 
+class _Tokenizer:
+    """What generate_kwargs reads of a tokenizer: the end-of-text and end-of-turn ids."""
+
+    eos_token_id = pad_token_id = 2
+
+    def convert_tokens_to_ids(self, token: str) -> int:
+        return 7
+
+
+def test_decoding_options_reach_generate_only_when_set() -> None:
+    from isara.config import EvaluateParams, LabelParams, ProposeParams
+    from isara.generate import generate_kwargs
+
+    common = {"eos_token_id": [2, 7], "pad_token_id": 2}
+    greedy = {"do_sample": False, "num_beams": 1, "temperature": None, "top_p": None, "top_k": None}
+    # at their defaults, the calls made before length_penalty and the decay existed
+    assert generate_kwargs(_Tokenizer(), ProposeParams(), "chatml") == {
+        "max_new_tokens": 40, "do_sample": True, "num_beams": 1, "repetition_penalty": 1.0,
+        "no_repeat_ngram_size": 0, **common, "temperature": 0.9, "top_p": 0.95,
+    }  # fmt: skip
+    assert generate_kwargs(_Tokenizer(), LabelParams(), "chatml") == {
+        "max_new_tokens": 64,
+        "repetition_penalty": 1.2,
+        "no_repeat_ngram_size": 10,
+        **common,
+        **greedy,
+    }
+    assert generate_kwargs(_Tokenizer(), EvaluateParams(), "chatml") == {
+        "max_new_tokens": 40,
+        "repetition_penalty": 1.0,
+        "no_repeat_ngram_size": 0,
+        **common,
+        **greedy,
+    }
+    authors = GenerateParams(do_sample=True, num_beams=5, length_penalty=2, exponential_decay_length_penalty=(15, 1.6))
+    kw = generate_kwargs(_Tokenizer(), authors, "chatml")
+    assert (kw["num_beams"], kw["length_penalty"], kw["exponential_decay_length_penalty"]) == (5, 2.0, (15, 1.6))
+
+
+def test_decoding_options_are_checked_when_params_load() -> None:
+    raw = base_params()
+    raw["label"].update(exponential_decay_length_penalty=[30, 1.05], num_beams=5, length_penalty=2.0)
+    assert parse_params(raw).label.exponential_decay_length_penalty == (30, 1.05)
+    raw["propose"]["length_penalty"] = 2.0  # with propose.num_beams 1 it would do nothing
+    with pytest.raises(IsaraError, match=r"propose: length_penalty=2.0 acts only in beam search"):
+        parse_params(raw)
+    raw = base_params()
+    raw["label"]["exponential_decay_length_penalty"] = [30]
+    with pytest.raises(IsaraError, match=r"label\.exponential_decay_length_penalty"):
+        parse_params(raw)
+
+
+def test_vllm_refuses_the_decoding_options_it_cannot_honour() -> None:
+    decay = GenerateParams(max_new_tokens=8, exponential_decay_length_penalty=(15, 1.6))
+    with pytest.raises(IsaraError, match=r"exponential_decay_length_penalty=\[15, 1.6\] has no vLLM equivalent"):
+        backends.check_vllm(decay)
+    longer = GenerateParams(max_new_tokens=8).model_copy(update={"length_penalty": 2.0})  # unvalidated: reach it
+    with pytest.raises(IsaraError, match=r"length_penalty=2.0 acts in beam search"):
+        backends.check_vllm(longer)
+    with pytest.raises(IsaraError, match=r"num_beams=5 needs beam search"):  # the authors' beam sample
+        backends.check_vllm(GenerateParams(do_sample=True, num_beams=5, length_penalty=2.0))
+
+
 def test_vllm_top_k_and_seeds_follow_the_transformers_path(tmp_path: Path) -> None:
     assert backends.top_k(tmp_path) == 50  # no generation config: transformers' default
     (tmp_path / "generation_config.json").write_text(json.dumps({"top_k": 20}))

@@ -231,3 +231,27 @@ def test_debug_shows_the_traceback(where: str, tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "Traceback (most recent call last)" in result.stderr
     assert f"IsaraError: {path}: params file not found" in result.stderr
+
+
+@pytest.mark.parametrize("profile", sorted((REPO / "profiles").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_profile_lays_over_the_default_params(profile: Path) -> None:
+    from isara.config import apply_profile, parse_params
+
+    parse_params(yaml.safe_load(apply_profile(REPO / "params.yaml", profile)), profile.name)
+
+
+def test_the_paper_profile_runs_the_authors_recipe() -> None:
+    """self_alignment's generate.py and config.py, scripts/sft.sh and safe-rlhf's ADAM_BETAS."""
+    from isara.config import apply_profile, parse_params
+
+    p = parse_params(yaml.safe_load(apply_profile(REPO / "params.yaml", REPO / "profiles/paper.yaml")))
+    assert (p.contexts, p.allocation, p.propose.n) == (8, "stratified", 512)
+    propose = (p.propose.do_sample, p.propose.num_beams, p.propose.repetition_penalty, p.propose.no_repeat_ngram_size)
+    assert propose == (True, 5, 1.05, 10) and (p.propose.temperature, p.propose.top_p) == (1.0, 1.0)
+    assert (p.propose.length_penalty, p.propose.exponential_decay_length_penalty) == (2.0, (15, 1.6))
+    label = (p.label.do_sample, p.label.num_beams, p.label.repetition_penalty, p.label.no_repeat_ngram_size)
+    assert label == (True, 5, 1.2, 10) and p.label.exponential_decay_length_penalty == (30, 1.05)
+    assert p.label.max_new_tokens == 100 and p.label.length_penalty == 1.0
+    t = p.train
+    assert (t.epochs, t.batch_size, t.grad_accum, t.schedule, t.warmup_steps) == (1, 4, 8, "cosine", 0)
+    assert (t.adam_betas, t.lr, t.lr_decay, t.weight_decay) == ((0.9, 0.95), 2e-5, 0.5, 0.0)

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from isara.config import Iteration, load_params
 from isara.domain import derive
+from isara.paths import isara_rounds
 from tests.conftest import REPO, error_line, isara
 
 DOMAINS = sorted(p.parent for p in (REPO / "domains").glob("*/dvc.yaml"))
@@ -21,7 +23,8 @@ def test_the_paper_domains_are_committed() -> None:
 def test_domain_pipeline_is_the_root_one_seen_from_its_folder(folder: Path) -> None:
     root = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))
     committed = yaml.safe_load((folder / "dvc.yaml").read_text(encoding="utf-8"))
-    assert committed == derive(root, "../../"), f"run `isara domain {folder.name} --refresh`"
+    iterations = load_params(folder / "params.yaml").iterations
+    assert committed == derive(root, "../../", iterations), f"run `isara domain {folder.name} --refresh`"
     assert "prepare_data" not in committed["stages"]
     for name, body in committed["stages"].items():
         spec = body.get("do", body)
@@ -80,3 +83,32 @@ def test_bad_domain_requests_fail_on_one_line(tmp_path: Path) -> None:
     assert "row 2: 'prompt' is blank" in error_line(isara("eval", "import", bad, "--out", tmp_path / "e.parquet"))
     assert "not one of" in error_line(isara("eval", "import", bad, "--expect", "nice", "--out", tmp_path / "e.parquet"))
     assert not (tmp_path / "e.parquet").exists()
+
+
+def test_the_matched_control_runs_over_the_isara_rounds_of_each_pipeline() -> None:
+    """sft_matched@<round> for each ISARA round, each from the previous one's model; its last is the baseline."""
+    for folder in [REPO, *DOMAINS]:
+        pipeline = yaml.safe_load((folder / "dvc.yaml").read_text(encoding="utf-8"))
+        rounds = isara_rounds(load_params(folder / "params.yaml").iterations)
+        assert pipeline["stages"]["sft_matched"]["foreach"] == {n: {"init": p.as_posix()} for n, p in rounds.items()}
+        assert pipeline["stages"]["baseline"]["foreach"]["sft_matched"] == {
+            "model": f"models/sft_matched/{[*rounds][-1]}"
+        }
+
+
+def test_isara_rounds_leave_out_the_one_shot_baseline_and_rounds_after_it() -> None:
+    def its(**spec: tuple) -> dict[str, Iteration]:
+        return {n: Iteration(k=k, prev=p, scale=s, extends=e) for n, (k, p, s, e) in spec.items()}
+
+    default = its(it1=(1, 0, 1, "it0"), it2=(2, 1, 1, "it0"), oneshot=(1, 0, 2, "it1"))
+    assert {n: p.as_posix() for n, p in isara_rounds(default).items()} == {
+        "it1": "models/it0", "it2": "models/sft_matched/it1"
+    }  # fmt: skip
+    assert list(isara_rounds(its(it1=(1, 0, 2, "it0"), it2=(2, 1, 1, "it0")))) == []  # it1 proposes twice over
+    root = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))
+    three = its(it1=(1, 0, 1, "it0"), it2=(2, 1, 1, "it0"), it3=(3, 2, 1, "it0"))
+    stages = derive(root, "../../", three)["stages"]
+    assert list(stages["sft_matched"]["foreach"]) == ["it1", "it2", "it3"]
+    assert stages["baseline"]["foreach"]["sft_matched"] == {"model": "models/sft_matched/it3"}
+    stages = derive(root, "../../", its(oneshot=(1, 0, 2, "it0")))["stages"]
+    assert "sft_matched" not in stages and "sft_matched" not in stages["baseline"]["foreach"]

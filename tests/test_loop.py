@@ -71,6 +71,66 @@ def test_draw_contexts_is_seeded_and_distinct() -> None:
     a, b = draw_contexts(pool, 5, 3, seed=7), draw_contexts(pool, 5, 3, seed=7)
     assert a == b and all(len(set(r)) == 3 for r in a)
     assert draw_contexts(pool, 5, 3, seed=8) != a
+    # allocation: union (the default) draws what it drew before stratified existed
+    assert a == [[5, 6, 7], [2, 6, 7], [2, 7, 9], [1, 6, 7], [2, 3, 6]]
+
+
+def _pool_of_sets(sizes: dict[int, int]) -> pl.DataFrame:
+    """A pool P(k-1): `sizes[j]` pairs of iteration j (0 = the seed), in sample_id order as propose sorts it."""
+    rows = [(f"{j}-{i:03d}", j) for j, n in sizes.items() for i in range(n)]
+    return pl.DataFrame({"sample_id": [r[0] for r in rows], "iteration": [r[1] for r in rows]}).sort("sample_id")
+
+
+def test_stratified_allocation_gives_each_generated_set_one_example_and_the_seed_the_rest() -> None:
+    from isara.icl import quotas
+    from isara.propose import draw_stratified
+
+    assert quotas([0, 1, 2], 8) == {0: 6, 1: 1, 2: 1}  # the authors' k=3 with 8 contexts
+    assert quotas([0], 8) == {0: 8}  # k=1: the pool is the seed
+    assert quotas([0, 1, 2, 3], 3) == {0: 1, 2: 1, 3: 1}  # too few slots: the newest sets keep theirs
+    assert quotas([0, 1, 2], 1) == {0: 1}
+    pool = _pool_of_sets({0: 20, 1: 6, 2: 5})
+    draws = draw_stratified(pool, 50, 8, seed=3)
+    sets = pool["iteration"].to_list()
+    for rows in draws:
+        assert [sets[r] for r in rows] == [0] * 6 + [1, 2]  # the seed's first, the newest set's last
+        assert len(set(rows)) == 8
+    assert draws == draw_stratified(pool, 50, 8, seed=3) and draws != draw_stratified(pool, 50, 8, seed=4)
+    assert draw_stratified(pool, 20, 8, seed=3) == draws[:20]  # a run extending another draws its prompts first
+    assert len({r for rows in draws for r in rows if sets[r] == 1}) == 6  # every D1 pair gets its turn
+    seed_only = _pool_of_sets({0: 10})  # k=1 (and the one-shot run): the union's own draws
+    assert draw_stratified(seed_only, 5, 3, seed=7) == draw_contexts(seed_only, 5, 3, seed=7)
+
+
+def test_stratified_neighbours_are_each_sets_nearest_in_distance_order(tmp_path: Path) -> None:
+    from isara.label import nearest_per_set, retrieve
+
+    sets = {"s1": 0, "s2": 0, "s3": 0, "g1": 1, "g2": 1, "h1": 2}
+    ids, dists = ["g1", "s1", "g2", "h1", "s2", "s3"], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
+    assert nearest_per_set(ids, dists, sets, {0: 2, 1: 1, 2: 1}) == (["g1", "s1", "h1", "s2"], [0.1, 0.2, 0.4, 0.5])
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(40, 8)).astype(np.float32)
+    pool = _pool_of_sets({0: 30, 1: 6, 2: 4})
+    ids_map = index.build(vectors, pool["sample_id"].to_list(), IndexParams(), 0, tmp_path / "i.ann")
+    queries = rng.normal(size=(5, 8)).astype(np.float32)
+    union = index.query(tmp_path / "i.ann", ids_map, 8, "angular", queries, 4)
+    every = index.query(tmp_path / "i.ann", ids_map, 8, "angular", queries, 40)
+    assert [u[:4] for u in every[0]] == union[0]  # the whole pool, nearest first: the union's n lead it
+    by_set = dict(zip(pool["sample_id"], pool["iteration"], strict=True))
+    for ns, ds in zip(*every, strict=True):
+        kept, kd = nearest_per_set(ns, ds, by_set, {0: 6, 1: 1, 2: 1})
+        assert [by_set[i] for i in kept].count(0) == 6 and kd == sorted(kd)
+        assert kept[[by_set[i] for i in kept].index(1)] == next(i for i in ns if by_set[i] == 1)
+
+    questions = [f"question {i}" for i in range(5)]
+    embedded = [v.tolist() for v in queries]
+    cache = pl.DataFrame({"text_id": list(map(schema.text_id, questions)), "model": ["m"] * 5, "embedding": embedded})
+    cache = schema.conform(cache, schema.EMBEDDINGS, "cache")
+    assert retrieve(questions, cache, "m", tmp_path / "i.ann", ids_map, "angular", 4) == union  # allocation: union
+    got = retrieve(questions, cache, "m", tmp_path / "i.ann", ids_map, "angular", 8, by_set)
+    want = [nearest_per_set(ns, ds, by_set, {0: 6, 1: 1, 2: 1}) for ns, ds in zip(*every, strict=True)]
+    assert got == ([w[0] for w in want], [w[1] for w in want])
 
 
 @pytest.mark.model
@@ -194,6 +254,26 @@ def test_generation_and_training_on_the_real_model(base: Path, seed: pl.DataFram
 
 
 @pytest.mark.model
+def test_the_authors_beam_sample_with_their_length_penalties_runs_seeded(base: Path, seed: pl.DataFrame) -> None:
+    """do_sample with num_beams > 1 (transformers 5 still samples beams), length_penalty and the decay."""
+    import torch
+
+    from isara.generate import generate
+    from isara.models import load_model
+
+    torch.set_num_threads(2)
+    model, tok = load_model(base)
+    prompts = [answer_prompt([], q, "chatml") for q in seed["question"].head(2)]
+    cfg = GenerateParams(
+        max_new_tokens=20, batch_size=2, do_sample=True, num_beams=2, repetition_penalty=1.05,
+        no_repeat_ngram_size=10, length_penalty=2.0, exponential_decay_length_penalty=(15, 1.6),
+    )  # fmt: skip
+    raw, texts = generate(model, tok, prompts, cfg, 0, "chatml", "test")
+    assert (raw, texts) == generate(model, tok, prompts, cfg, 0, "chatml", "test")
+    assert all(t.strip() for t in texts)
+
+
+@pytest.mark.model
 def test_prepared_model_is_safetensors_and_reloads(base: Path) -> None:
     from isara.models import load_model, model_ref
 
@@ -243,11 +323,27 @@ def test_lora_training_merges_into_a_plain_checkpoint(base: Path, seed: pl.DataF
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
+# The default recipe (one batch a step, constant rate, torch's betas), then the authors': 2 batches a
+# step, cosine after 1 warm-up step, betas (0.9, 0.95). 6 pairs in batches of 2 over 2 epochs.
+RECIPES = [
+    (TrainParams(lr=1e-4, epochs=2, batch_size=2, bf16=False, checkpoint_every=2), 4, [2, 4]),  # 6 steps
+    (
+        TrainParams(
+            lr=1e-4, epochs=2, batch_size=2, bf16=False, checkpoint_every=1,
+            grad_accum=2, schedule="cosine", warmup_steps=1, adam_betas=(0.9, 0.95),
+        ),
+        2,
+        [1, 2],
+    ),  # 3 steps
+]  # fmt: skip
+
+
 @pytest.mark.model
+@pytest.mark.parametrize(("cfg", "crash_at", "saved"), RECIPES, ids=["default", "authors"])
 def test_training_resumes_from_its_checkpoint_to_the_same_weights(
-    base: Path, seed: pl.DataFrame, tmp_path: Path, monkeypatch
+    base: Path, seed: pl.DataFrame, tmp_path: Path, monkeypatch, cfg: TrainParams, crash_at: int, saved: list[int]
 ) -> None:
-    """A crash after the first checkpoint, then a rerun: the result equals an uninterrupted run's."""
+    """A crash after a checkpoint, then a rerun: the result equals an uninterrupted run's."""
     import torch
 
     from isara import train as T
@@ -256,28 +352,157 @@ def test_training_resumes_from_its_checkpoint_to_the_same_weights(
 
     torch.set_num_threads(2)
     data = merge.training_rows(seed.head(6))
-    cfg = TrainParams(lr=1e-4, epochs=2, batch_size=2, bf16=False, checkpoint_every=2)  # 6 steps
     clean, clean_hist = T.train(load_model(base)[0], load_model(base)[1], data, cfg, 1, 0, "chatml")
 
     real_save, saves = T.save_checkpoint, []
 
-    def crash_after_first_save(folder, model, opt, step, history):
-        real_save(folder, model, opt, step, history)
+    def crash_after_a_save(folder, model, opt, step, history, sched=None):
+        real_save(folder, model, opt, step, history, sched)
         saves.append(step)
-        if step == 4:
+        if step == crash_at:
             raise RuntimeError("simulated crash")
 
-    monkeypatch.setattr(T, "save_checkpoint", crash_after_first_save)
+    monkeypatch.setattr(T, "save_checkpoint", crash_after_a_save)
     model, tok = load_model(base)
     with pytest.raises(RuntimeError, match="simulated crash"):
         T.train(model, tok, data, cfg, 1, 0, "chatml", tmp_path / "ckpt")
-    assert saves == [2, 4] and (tmp_path / "ckpt" / META).is_file()
+    assert saves == saved and (tmp_path / "ckpt" / META).is_file()
     model, tok = load_model(base)  # a fresh process would start from the base weights again
     resumed, hist = T.train(model, tok, data, cfg, 1, 0, "chatml", tmp_path / "ckpt")
-    assert saves == [2, 4]  # steps 5-6 ran after the resume; no checkpoint after the last step
-    assert [h["loss"] for h in hist] == [h["loss"] for h in clean_hist]
+    assert saves == saved  # the last steps ran after the resume; no checkpoint after the last step
+    assert len(hist) == T.plan_steps(6, cfg) and [h["loss"] for h in hist] == [h["loss"] for h in clean_hist]
     a, b = clean.state_dict(), resumed.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.model
+def test_the_default_recipe_makes_the_updates_of_the_plain_loop(base: Path, seed: pl.DataFrame) -> None:
+    """One batch a step at a constant rate: the AdamW calls the training loop made before the options."""
+    import torch
+
+    from isara.loss import collate, step_loss
+    from isara.models import load_model
+    from isara.train import batches, tokenize_rows, train
+
+    torch.set_num_threads(2)
+    data, cfg = merge.training_rows(seed.head(6)), TrainParams(lr=1e-4, epochs=2, batch_size=3, bf16=False)
+    trained, history = train(*load_model(base), data, cfg, 1, 0, "chatml")
+
+    model, tok = load_model(base)
+    torch.manual_seed(1)
+    rng = np.random.default_rng(1)
+    examples = tokenize_rows(tok, data, "chatml", cfg.max_length)
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, weight_decay=0.0, fused=True)
+    losses = []
+    for idx in [b for _ in range(2) for b in batches([len(e[0]) for e in examples], 3, rng)]:
+        loss = step_loss(model, *collate([examples[i] for i in idx], tok.pad_token_id))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(round(loss.item(), 6))
+    assert [h["loss"] for h in history] == losses
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in trained.state_dict().items())
+
+
+@pytest.mark.model
+def test_accumulated_batches_step_as_one_batch_of_all_their_rows(base: Path, seed: pl.DataFrame) -> None:
+    import torch
+
+    from isara.models import load_model
+    from isara.train import _step, tokenize_rows
+
+    class Keep:
+        """An optimizer that leaves the gradients for the test to read."""
+
+        def zero_grad(self, set_to_none: bool = True) -> None:
+            model.zero_grad(set_to_none=set_to_none)
+
+        def step(self) -> None:
+            pass
+
+    torch.set_num_threads(2)
+    model, tok = load_model(base)
+    data = merge.training_rows(seed.head(5)).with_columns(pl.Series("weight", [1.0, 0.5, 1.0, 2.0, 1.0]))
+    examples = tokenize_rows(tok, data, "chatml", 256)
+    two = _step(model, Keep(), examples, [np.array([0, 1]), np.array([2, 3, 4])], tok.pad_token_id, False)
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    one = _step(model, Keep(), examples, [np.arange(5)], tok.pad_token_id, False)
+    assert two[0] == pytest.approx(one[0], rel=1e-5) and two[1] == one[1]
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(grads[n], p.grad, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.model
+def test_the_cosine_schedule_is_the_one_transformers_gives() -> None:
+    import torch
+    from transformers import get_cosine_schedule_with_warmup
+
+    from isara.train import scheduler
+
+    weights = [torch.nn.Parameter(torch.zeros(1))]
+    ours = scheduler(torch.optim.AdamW(weights, lr=2e-5), TrainParams(schedule="cosine", warmup_steps=3), 17)
+    theirs = get_cosine_schedule_with_warmup(torch.optim.AdamW(weights, lr=2e-5), 3, 17)
+    for _ in range(17):
+        assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), abs=1e-12)
+        ours.optimizer.step(), theirs.optimizer.step(), ours.step(), theirs.step()
+    assert scheduler(torch.optim.AdamW(weights, lr=2e-5), TrainParams(), 17) is None  # the default: no scheduler
+
+
+@pytest.mark.model
+def test_the_matched_control_takes_the_optimizer_steps_of_its_round(base: Path, seed: pl.DataFrame) -> None:
+    """sft_matched@itK trains D0 for as many steps as train@itK takes on its own, larger set."""
+    import torch
+
+    from isara.models import load_model
+    from isara.train import planned_steps, train
+
+    torch.set_num_threads(2)
+    d0 = merge.training_rows(seed.head(3))
+    isara_rows = merge.training_rows(seed.head(10)).with_columns(pl.Series("weight", [1.0] * 9 + [0.0]))
+    cfg = TrainParams(lr=1e-4, epochs=1, batch_size=2, grad_accum=2, schedule="cosine", bf16=False)
+    model, tok = load_model(base)
+    steps = planned_steps(tok, isara_rows, cfg, "chatml")
+    assert steps == 3  # 9 rows with a weight: 5 batches, 2 a step
+    _, isara_hist = train(model, tok, isara_rows, cfg, 2, 0, "chatml")
+    _, matched_hist = train(*load_model(base), d0, cfg, 2, 0, "chatml", steps=steps)
+    assert len(isara_hist) == len(matched_hist) == steps
+    assert [h["epoch"] for h in matched_hist] == [1, 2, 3]  # 3 pairs, 2 batches an epoch, 2 batches a step
+
+
+def test_a_round_plans_its_optimizer_steps_and_the_matched_control_takes_as_many() -> None:
+    from isara.train import batches, plan, plan_steps
+
+    rng = np.random.default_rng(0)
+    for n, epochs, size, accum in [(64, 2, 8, 1), (70, 1, 4, 8), (544, 1, 4, 8), (5, 3, 2, 4)]:
+        cfg = TrainParams(epochs=epochs, batch_size=size, grad_accum=accum)
+        lengths = [int(x) for x in rng.integers(5, 50, size=n)]
+        steps = plan(lengths, cfg, np.random.default_rng(1))
+        assert len(steps) == plan_steps(n, cfg)
+        assert all(len(g) == accum for g in steps[:-1]) and 1 <= len(steps[-1]) <= accum  # the last takes the rest
+        assert (
+            steps[-1][-1][1] == epochs and sorted(np.concatenate([b for g in steps for b, _ in g])).count(0) == epochs
+        )
+        # the control on a seed of 12 pairs: as many steps, from as many shuffled epochs as it takes
+        matched = plan(lengths[:12], cfg, np.random.default_rng(1), steps=len(steps))
+        assert len(matched) == len(steps) and all(len(g) == accum for g in matched)
+    # the default plan is the epochs' shuffles one after the other, one batch a step, as it always was
+    lengths = [int(x) for x in rng.integers(5, 50, size=10)]
+    shuffle = np.random.default_rng(5)
+    before = [b for _ in range(2) for b in batches(lengths, 3, shuffle)]
+    now = plan(lengths, TrainParams(epochs=2, batch_size=3), np.random.default_rng(5))
+    assert [[b.tolist() for b, _ in g] for g in now] == [[b.tolist()] for b in before]
+    assert [e for g in now for _, e in g] == [1] * 4 + [2] * 4
+    assert plan([], TrainParams(), rng, steps=3) == []
+
+
+def test_learning_rate_schedules_warm_up_then_hold_or_decay_to_zero() -> None:
+    from isara.train import schedule_factor
+
+    cosine = [schedule_factor(s, "cosine", 0, 10) for s in range(11)]
+    assert cosine[0] == 1.0 and cosine[5] == pytest.approx(0.5) and cosine[10] == 0.0 and cosine == sorted(cosine)[::-1]
+    assert [schedule_factor(s, "cosine", 2, 10) for s in range(3)] == [0.0, 0.5, 1.0]  # from 0, as transformers
+    assert [schedule_factor(s, "constant", 2, 10) for s in (0, 1, 2, 9)] == [0.0, 0.5, 1.0, 1.0]
 
 
 def test_batches_are_cut_where_padding_costs_more_than_a_batch() -> None:

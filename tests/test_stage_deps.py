@@ -143,7 +143,8 @@ def test_every_listed_param_is_written_in_the_params_file(folder: Path) -> None:
     pipeline = yaml.safe_load((folder / "dvc.yaml").read_text(encoding="utf-8"))
     for name, body in pipeline["stages"].items():
         spec = body.get("do", body)
-        runs = list(raw["iterations"]) if body.get("foreach") == "${iterations}" else [None]
+        foreach = body.get("foreach")
+        runs = list(raw["iterations"]) if foreach == "${iterations}" else list(foreach or [None])
         for key in spec.get("params", []):
             for run in runs:
                 node = raw

@@ -51,7 +51,8 @@ def prepare(profile: Path, base: Path, pool: Path, tokenizer: Path, out: Path) -
     tok = load_tokenizer(tokenizer)
     p = params.propose
     pool_rows = schema.read(pool, schema.POOL)
-    prompts, _ = prompts_for(tok, pool_rows, p, params.model.chat_format, params.contexts, params.seed, 1, p.n)
+    fmt = params.model.chat_format
+    prompts, _ = prompts_for(tok, pool_rows, p, fmt, params.contexts, params.seed, 1, p.n, params.allocation)
     lengths = list(map(token_counter(tok), prompts))
     plan = plan_batches(lengths, params.propose.batch_size, params.propose.max_new_tokens)
     out.mkdir(parents=True, exist_ok=True)
@@ -158,12 +159,25 @@ def run(folder: Path, model: str | None, shape: str | None, device: str, one_by_
     }
     if importlib.util.find_spec("vllm") is None:
         result["backends"]["vllm"] = {"skipped": "vLLM is not installed on this machine (pip install 'isara[vllm]')"}
+    elif refused := _vllm_refuses(cfg):
+        result["backends"]["vllm"] = {"skipped": refused}  # e.g. the paper profile's beam sample
     else:
         result["backends"]["vllm"] = _vllm(net, tok, ids, cfg, seed, fmt, folder)
     for b in result["backends"].values():
         if "seconds" in b:
             b["new_tokens_per_s"] = round(b["new_tokens"] / b["seconds"], 1)
     return result
+
+
+def _vllm_refuses(cfg) -> str:
+    """Why the vllm backend would stop on these settings, or "" when it runs them."""
+    from isara.backends import check_vllm
+
+    try:
+        check_vllm(cfg)
+    except IsaraError as err:
+        return str(err)
+    return ""
 
 
 def _vllm(net, tok, ids: list[list[int]], cfg, seed: int, fmt: str, folder: Path) -> dict:
