@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from isara.errors import IsaraError
 
@@ -136,8 +136,10 @@ class EvaluateParams(GenerateParams):
 
 
 class JudgeParams(Section):
-    harm: str = "trained"  # "trained" or an HF sequence-classification model
-    refusal: str = "trained"
+    # "cross_encoder" or "mlp" (trained by the judge stage, isara/judges.py), or an HF
+    # sequence-classification model (a hub id or a local folder) that is only measured.
+    harm: str = "cross_encoder"
+    refusal: str = "mlp"
     max_train_per_source: int = Field(1500, ge=10)
     max_test_per_source: int | None = Field(
         None, ge=10
@@ -147,6 +149,13 @@ class JudgeParams(Section):
     # isara/winrate.py) or an HF reward model (sequence classification, one logit).
     preference: str = "reference_similarity"
     tie_margin: float = Field(0.01, ge=0)  # score differences within it are ties
+
+    @field_validator("harm", "refusal")
+    @classmethod
+    def _not_the_old_name(cls, v: str) -> str:
+        if v == "trained":
+            raise ValueError("'trained' names no architecture: use 'cross_encoder' or 'mlp'")
+        return v
     # Harm-judge training sources (SPARD test and XSTest judge_test are scored whatever this says).
     # hh_rlhf is off by default: its `chosen` answers are only preferred, not harmless, and
     # labelled 0 they cost ~4 points of SPARD-test F1 (0.856 vs 0.904, measured) for no XSTest gain.

@@ -4,7 +4,8 @@ Every row follows `schema.JUDGE_DATA`: question, answer, label (0/1), source, sp
 ("train" / "test"). Held out for testing: the SPARD test split and the XSTest
 prompts the prepare stage marked `judge_test`. Never used at all: XSTest prompts
 marked `eval` (over-refusal measurement) and, in training, any question that is
-also an evaluation prompt or a test question.
+also an evaluation prompt, a test question or a question of any domain's seed (so a
+judge never learns the seed's own answers as its "safe" class).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
@@ -126,10 +128,16 @@ HARM_SOURCES = ("spard", "xstest", "alpaca", "hh_rlhf")
 
 
 def _split_and_cap(
-    df: pl.DataFrame, evals: set[str], max_per_source: int, seed: int, max_test: int | None = None
+    df: pl.DataFrame,
+    evals: set[str],
+    seeds: set[str],
+    max_per_source: int,
+    seed: int,
+    max_test: int | None = None,
 ) -> pl.DataFrame:
     tests = {norm(q) for q in df.filter(pl.col("split") == "test")["question"].to_list()}
     df = _exclude(df, evals, "an evaluation prompt")
+    df = _exclude(df, seeds, "a seed question")
     df = _exclude(df, tests, "also a test question")
     parts = []
     for src in sorted(set(df["source"].to_list())):
@@ -149,8 +157,12 @@ def build(
     max_per_source: int,
     seed: int,
     max_test: int | None = None,
+    seed_files: Sequence[Path] = (),
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(harm rows, refusal rows), both in `schema.JUDGE_DATA`, sorted, deterministic.
+
+    seed_files: seed sets whose questions (and so their source rows: the same question in
+    SPARD or AlpacaEval) never train a judge.
 
     max_test caps the held-out questions per source (all when None): smoke runs only.
 
@@ -171,7 +183,8 @@ def build(
         [xs.select("question", "answer", pl.col("refusal").alias("label"), "source", "split"), frames["alpaca"]]
     )
     evals = {norm(p) for p in schema.read(eval_prompts, schema.EVAL_PROMPTS)["prompt"].to_list()}
+    seeds = {norm(q) for f in seed_files for q in schema.read(f, schema.SEED)["question"].to_list()}
     return (
-        _split_and_cap(harm, evals, max_per_source, seed, max_test),
-        _split_and_cap(refusal, evals, max_per_source, seed, max_test),
+        _split_and_cap(harm, evals, seeds, max_per_source, seed, max_test),
+        _split_and_cap(refusal, evals, seeds, max_per_source, seed, max_test),
     )

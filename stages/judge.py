@@ -15,9 +15,13 @@ log = logging.getLogger("judge")
 def main() -> None:
     params = load_params()
     set_threads(params.model.threads)
-    raw, split = Path(params.data.raw_dir), Path(params.data.prepared_dir) / "xstest_split.parquet"
-    # No prompt the models are evaluated on may train a judge.
-    log.info("reading %s, %s, %s", raw, split, params.data.eval_file)
+    prepared = Path(params.data.prepared_dir)
+    raw, split = Path(params.data.raw_dir), prepared / "xstest_split.parquet"
+    # No prompt the models are evaluated on may train a judge, and no seed question of any domain:
+    # a judge that learnt the seed's answers as "safe" would favour models that copy the seed's style.
+    seeds = sorted({*prepared.glob("seed_*.parquet"), Path(params.data.seed_file)})
+    log.info("reading %s, %s, %s; excluding the questions of %s", raw, split, params.data.eval_file,
+             ", ".join(str(f) for f in seeds))  # fmt: skip
     metrics = train_judges(
         raw,
         split,
@@ -31,6 +35,7 @@ def main() -> None:
         threshold=params.judge.threshold,
         embedder=params.model.embedder,
         seed=params.seed,
+        seed_files=seeds,
     )
     paths.write_json(Path("metrics/judge.json"), metrics)
     for which in ("harm", "refusal"):

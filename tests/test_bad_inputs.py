@@ -148,7 +148,13 @@ def test_corrupt_judges_fail_before_any_generation(work: Path) -> None:
     (judges / "judges.safetensors").write_bytes(b"\x00" * 16)
     assert "judges.json: not a judge recipe" in stage(work, "evaluate.py", "--name", "x", "--model", "models/it0")
     (judges / "judges.json").write_text(
-        json.dumps({"embedder": "all-MiniLM-L6-v2", "harm": {"kind": "trained"}, "refusal": {"kind": "trained"}})
+        json.dumps(
+            {
+                "embedder": "all-MiniLM-L6-v2",
+                "harm": {"kind": "trained", "architecture": "cross_encoder"},
+                "refusal": {"kind": "trained", "architecture": "mlp"},
+            }
+        )
     )
     assert "judges.safetensors: not a readable safetensors file" in stage(
         work, "evaluate.py", "--name", "x", "--model", "models/it0"

@@ -13,11 +13,13 @@ import pytest
 
 from isara import judge_data, schema
 from isara.config import parse_params
-from isara.judges import RECIPE, WEIGHTS, HFClassifier, Judges, binary_metrics, train_judges
+from isara.errors import IsaraError
+from isara.judges import RECIPE, ROWS, WEIGHTS, HFClassifier, Judges, binary_metrics, train_judges
 from isara.schema import norm
 from tests.conftest import REPO, base_params
 
 RAW = REPO / "data" / "raw"
+SEED_N = 10  # seed questions taken from each of SPARD train and AlpacaEval
 N_SPARD_TRAIN, N_SPARD_TEST = 220, 60  # pairs; ~0.85 held-out accuracy, ~15 s of embedding per training
 
 
@@ -80,15 +82,27 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     _raw_slice(root / "raw")
     xsplit = _xstest_split(root / "xstest_split.parquet")
     _eval_prompts(root / "eval_safety.parquet", root / "raw", xsplit)
+    _seed(root / "seed_safety.parquet", root / "raw")
     return root / "raw", root / "xstest_split.parquet", root / "eval_safety.parquet"
+
+
+def _seed(path: Path, raw: Path) -> None:
+    """A seed of SPARD training questions and AlpacaEval instructions, as a domain's seed would hold."""
+    spard = judge_data.spard(raw).filter(pl.col("split") == "train")["question"].unique().sort().to_list()[:SEED_N]
+    alpaca = judge_data.alpaca(raw)["question"].unique().sort().to_list()[:SEED_N]
+    qs = spard + alpaca
+    df = pl.DataFrame({"sample_id": [f"s{i}" for i in range(len(qs))], "question": qs}).with_columns(
+        answer=pl.lit("I cannot help with that."), origin=pl.lit("seed"), source=pl.lit("test")
+    )
+    schema.write(df, path, schema.SEED)
 
 
 @pytest.fixture(scope="module")
 def params():
     raw = base_params()
     raw["judge"] = {
-        "harm": "trained",
-        "refusal": "trained",
+        "harm": "cross_encoder",
+        "refusal": "mlp",
         "max_train_per_source": 200,
         "threshold": 0.5,
         "sources": ["spard", "xstest", "alpaca", "hh_rlhf"],
@@ -109,6 +123,7 @@ def _train(params, inputs, out: Path) -> dict:
         threshold=j.threshold,
         embedder=params.model.embedder,
         seed=params.seed,
+        seed_files=[inputs[0].parent / "seed_safety.parquet"],
     )
 
 
@@ -136,6 +151,30 @@ def test_training_data_holds_no_eval_or_test_prompt(inputs, params):
     assert len(set(refusal.filter(pl.col("source") == "xstest")["label"])) == 2
 
 
+def test_no_seed_question_trains_a_judge(inputs, params, trained):
+    raw, xsplit_path, evals_path = inputs
+    seed_file = raw.parent / "seed_safety.parquet"
+    seeds = {norm(q) for q in schema.read(seed_file, schema.SEED)["question"]}
+    kept = judge_data.build(raw, xsplit_path, evals_path, list(params.judge.sources), 200, 0)
+    cut = judge_data.build(raw, xsplit_path, evals_path, list(params.judge.sources), 200, 0, seed_files=[seed_file])
+    for before, after in zip(kept, cut, strict=True):
+        seen = {norm(q) for q in before.filter(pl.col("split") == "train")["question"]}
+        assert seen & seeds  # the slice does hold seed questions, so the exclusion has work to do
+        assert not {norm(q) for q in after.filter(pl.col("split") == "train")["question"]} & seeds
+    # The rows saved beside the judges are those they trained on: no seed question among them.
+    rows = pl.read_parquet(trained[1] / ROWS)
+    assert set(rows["judge"]) == {"harm", "refusal"}
+    assert not {norm(q) for q in rows.filter(pl.col("split") == "train")["question"]} & seeds
+    assert rows.filter(pl.col("judge") == "harm").drop("judge").equals(cut[0])
+
+
+def test_the_old_judge_name_is_refused_on_one_line():
+    raw = base_params()
+    raw["judge"] = {"harm": "trained"}
+    with pytest.raises(IsaraError, match="cross_encoder' or 'mlp"):
+        parse_params(raw)
+
+
 def test_judges_learn_and_beat_chance(trained):
     metrics, _ = trained
     spard = metrics["harm"]["held_out"]["spard_test"]
@@ -152,7 +191,7 @@ def test_saved_judges_are_byte_identical_and_reload(trained, inputs, params, tmp
     metrics, out = trained
     again = _train(params, inputs, tmp_path)
     assert again == metrics
-    for name in (WEIGHTS, RECIPE):
+    for name in (WEIGHTS, RECIPE, ROWS, "harm/model.safetensors", "harm/config.json", "harm/tokenizer.json"):
         assert (out / name).read_bytes() == (tmp_path / name).read_bytes(), name
     assert b"pickle" not in (out / WEIGHTS).read_bytes()[:200]
     # The loaded judges reproduce the held-out score the training reported.
