@@ -22,7 +22,7 @@ from isara.models import load_model, load_tokenizer
 log = logging.getLogger(__name__)
 
 
-def load(folder: Path, scale: ScaleParams, device: str = "cpu", trust_remote_code: bool = False):
+def load(folder: Path, scale: ScaleParams, device: str = "cpu", trust_remote_code: bool = False, threads: int = 0):
     """(model, tokenizer) for generate(): the model itself, or an engine that loads its own copies.
 
     Only the transformers engine placed here loads the weights in this process; vLLM and Ray read
@@ -34,6 +34,13 @@ def load(folder: Path, scale: ScaleParams, device: str = "cpu", trust_remote_cod
         _require("vllm", "vllm", "vLLM", "scale.engine=vllm")
     if scale.placement == "local" and scale.engine == "transformers":
         return load_model(folder, trust_remote_code, device)
+    if scale.engine.startswith("openvino"):
+        _require("openvino", "openvino", "OpenVINO", f"scale.engine={scale.engine}")
+        from isara.openvino_engine import OpenVino
+
+        weights = "int8" if scale.engine == "openvino-int8" else "f32"
+        engine = OpenVino(folder, weights, threads, trust_remote_code=trust_remote_code)
+        return engine, engine.tokenizer
     tok = load_tokenizer(folder, trust_remote_code)
     if scale.placement == "ray":
         return Ray(folder, scale, trust_remote_code, device), tok

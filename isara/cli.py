@@ -95,7 +95,9 @@ def _evaluate(args: argparse.Namespace) -> None:
         raise IsaraError(f"--model {model_dir}: not a model folder (config.json missing)")
     name = args.name or model_dir.name
     set_threads(params.model.threads)
-    model, tok = backends.load(model_dir, params.scale, params.model.device, params.model.trust_remote_code)
+    model, tok = backends.load(
+        model_dir, params.scale, params.model.device, params.model.trust_remote_code, params.model.threads
+    )
     fmt, ref = params.model.chat_format, model_ref(model_dir)
     answers = evaluate.answer(model, tok, prompts, params.evaluate, fmt, params.seed, None, ref)
     out = Path(args.out)

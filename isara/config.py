@@ -156,6 +156,7 @@ class JudgeParams(Section):
         if v == "trained":
             raise ValueError("'trained' names no architecture: use 'cross_encoder' or 'mlp'")
         return v
+
     # Harm-judge training sources (SPARD test and XSTest judge_test are scored whatever this says).
     # hh_rlhf is off by default: its `chosen` answers are only preferred, not harmless, and
     # labelled 0 they cost ~4 points of SPARD-test F1 (0.856 vs 0.904, measured) for no XSTest gain.
@@ -168,7 +169,11 @@ class ScaleParams(Section):
     """Which engine generates, and where. Only the engine changes the data (a param of the generation
     stages); placement and resources do not (the Ray actor test writes the same bytes as one process)."""
 
-    engine: Literal["transformers", "vllm"] = "transformers"  # vllm: another engine's numerics and sampler
+    # vllm: another engine's numerics and sampler (a GPU). openvino: OpenVINO's forward pass with
+    # transformers' decoding on a CPU, the same texts as transformers at f32 (docs/cpu-engines.md);
+    # openvino-int8: int8 weights, other texts. Neither openvino path is faster here at the default
+    # settings (BENCHMARKS.md), so transformers stays the default.
+    engine: Literal["transformers", "vllm", "openvino", "openvino-int8"] = "transformers"
     placement: Literal["local", "ray"] = "local"  # ray: planned batches spread over an actor pool
     ray_address: str | None = None  # a cluster to join; None: RAY_ADDRESS, else a local instance
     ray_actors: int = Field(2, ge=1)  # model replicas; each holds a whole copy of the weights
@@ -179,6 +184,8 @@ class ScaleParams(Section):
     def _placement_keeps_bytes(self) -> ScaleParams:
         # vLLM batches the requests it is handed as it sees fit, so actors handed a batch each would
         # write other texts than one engine handed them all: the placement would change the data.
+        if self.engine.startswith("openvino") and self.placement == "ray":
+            raise ValueError(f"placement=ray with engine={self.engine}: the openvino engine runs locally only")
         if self.engine == "vllm" and self.placement == "ray":
             raise ValueError(
                 "placement=ray with engine=vllm: vLLM's texts depend on what it batches together; "

@@ -36,13 +36,20 @@ HIDDEN = 256  # one hidden layer: ~+0.05 SPARD-test F1 over logistic regression 
 DROPOUT = 0.3  # +0.01 SPARD-test F1 over none, measured
 EPOCHS = 200  # full-batch AdamW; 150-600 epochs measured within 0.01 F1
 LR, WEIGHT_DECAY = 1e-2, 1e-4
-# Cross-encoder: all-MiniLM-L6-v2 with a one-logit head, fine-tuned on "question [SEP] answer".
-# Measured on SPARD test / XSTest judge_test (harm, seed questions excluded, 1 epoch): 0.929 / 0.699
-# F1 at 192 tokens against the MLP's 0.902 / 0.603; ~1.3 s per batch of 16 on 2 cores at 192 tokens.
+# Cross-encoder: the embedder (all-MiniLM-L6-v2) with a one-logit head, fine-tuned on "question [SEP]
+# answer". Measured on this machine, harm judge, seed questions excluded, held-out SPARD-test / XSTest F1
+# at threshold 0.5 (the MLP: 0.902 / 0.603):
+#   1 epoch, 192 tokens, unweighted                       0.929 / 0.699   ~1.3 s per batch of 16
+#   1 epoch, 128 tokens, XSTest x3                        0.915 / 0.707   ~0.85 s per batch
+#   2 epochs, 128 tokens, XSTest x3                       0.942 / 0.769   ~9 min on 2 cores   <- used
+#   2 epochs, 128 tokens, XSTest x6, 1,000 SPARD questions 0.902 / 0.723
 CE_MAX_TOKENS = 128  # question + answer; evaluated answers are <= 40 new tokens
 CE_BATCH, CE_LR, CE_WARMUP = 16, 5e-5, 0.1  # AdamW, linear warm-up over the first 10% of steps, then linear decay
 CE_EPOCHS = 2
 CE_WEIGHT_DECAY = 0.01
+# XSTest's completions are the only rows where real chat models answer one question both ways (comply /
+# refuse); they are weighted x3 in the loss (rows above).
+CE_SOURCE_WEIGHT = {"xstest": 3.0}
 ARCHITECTURES = ("cross_encoder", "mlp")
 # The keyword baseline each trained judge must beat, looked for in an answer's first 200 characters.
 REFUSAL_KEYWORDS = tuple(
@@ -103,7 +110,13 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, seed: int) -> dict[str, np.ndarray]:
 
 
 def fit_cross_encoder(
-    questions: list[str], answers: list[str], y: np.ndarray, embedder: str, out_dir: Path, seed: int
+    questions: list[str],
+    answers: list[str],
+    y: np.ndarray,
+    weight: np.ndarray,
+    embedder: str,
+    out_dir: Path,
+    seed: int,
 ) -> None:
     """Fine-tune the embedder's transformer with a one-logit head on (question, answer); save it to out_dir.
 
@@ -129,6 +142,7 @@ def fit_cross_encoder(
             opt, lambda step: min((step + 1) / warm, max(0.0, (len(batches) - step) / (len(batches) - warm)))
         )
         target = torch.from_numpy(np.asarray(y, dtype=np.float32))
+        w = torch.from_numpy(np.asarray(weight, dtype=np.float32))
         model.train()
         for rows in tqdm(batches, desc="judge fit (cross-encoder)", leave=False):
             enc = tok(
@@ -141,7 +155,8 @@ def fit_cross_encoder(
             )
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 logits = model(**enc).logits[:, 0]
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), target[rows])
+            each = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), target[rows], reduction="none")
+            loss = (each * w[rows]).sum() / w[rows].sum()
             loss.backward()
             opt.step()
             sched.step()
@@ -303,7 +318,10 @@ class Judges:
 
 def _name(kind: str, which: str, embedder: str) -> str:
     if kind == "cross_encoder":
-        return f"{embedder} fine-tuned as a cross-encoder on (question, answer), {CE_MAX_TOKENS} tokens, {CE_EPOCHS} epochs"
+        return (
+            f"{embedder} fine-tuned as a cross-encoder on (question, answer): {CE_MAX_TOKENS} tokens,"
+            f" {CE_EPOCHS} epochs, XSTest rows weighted x{CE_SOURCE_WEIGHT['xstest']:g}"
+        )
     if kind == "mlp":
         return f"MLP({HIDDEN}) on {FEATURES}; answers cut to {MAX_ANSWER_TOKENS} tokens"
     return f"HF sequence classifier {kind} ({which} = positive label)"
@@ -379,7 +397,8 @@ def train_judges(
         if kind == "cross_encoder":
             log.info("fine-tuning the %s judge (cross-encoder) on %d rows %s", which, train.height, counts)
             recipe[which]["architecture"] = kind
-            fit_cross_encoder(q, a, y, embedder, out_dir / which, seed)
+            weight = train["source"].replace_strict(CE_SOURCE_WEIGHT, default=1.0, return_dtype=pl.Float64).to_numpy()
+            fit_cross_encoder(q, a, y, weight, embedder, out_dir / which, seed)
         elif kind == "mlp":
             log.info("training the %s judge (MLP) on %d rows %s", which, train.height, counts)
             recipe[which]["architecture"] = kind

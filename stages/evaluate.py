@@ -19,7 +19,9 @@ def main() -> None:
     prompts = evaluate.eval_prompts(params.data.eval_file, params.evaluate.max_per_suite, params.seed)
     judges = Judges.load(paths.JUDGES, params.model.embedder)  # a broken judge fails before generation
     set_threads(params.model.threads)
-    model, tok = backends.load(args.model, params.scale, params.model.device, params.model.trust_remote_code)
+    model, tok = backends.load(
+        args.model, params.scale, params.model.device, params.model.trust_remote_code, params.model.threads
+    )
     ref, fmt = model_ref(args.model), params.model.chat_format
     answers = evaluate.answer(model, tok, prompts, params.evaluate, fmt, params.seed, None, ref)
     evaluate.write(args.name, prompts, answers, judges, params.judge.threshold)

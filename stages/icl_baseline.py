@@ -24,7 +24,9 @@ def main() -> None:
     examples = examples_for(questions, seed, args.how, params.contexts, params.seed, params.model.embedder)
     set_threads(params.model.threads)
     base = paths.model(paths.BASE)
-    model, tok = backends.load(base, params.scale, params.model.device, params.model.trust_remote_code)
+    model, tok = backends.load(
+        base, params.scale, params.model.device, params.model.trust_remote_code, params.model.threads
+    )
     ref, fmt = model_ref(base), params.model.chat_format
     answers = evaluate.answer(model, tok, prompts, params.evaluate, fmt, params.seed, examples, ref)
     evaluate.write(args.name, prompts, answers, judges, params.judge.threshold)

@@ -24,7 +24,9 @@ def main() -> None:
     sets = dict(zip(pool["sample_id"], pool["iteration"], strict=True)) if params.allocation == "stratified" else None
     neighbors, dists = retrieve(questions, cache, params.model.embedder, index_file, ids, metric, params.contexts, sets)
     set_threads(params.model.threads)
-    model, tok = backends.load(paths.model(prev), params.scale, params.model.device, params.model.trust_remote_code)
+    model, tok = backends.load(
+        paths.model(prev), params.scale, params.model.device, params.model.trust_remote_code, params.model.threads
+    )
     done = schema.read(paths.data(it.extends) / "labeled.parquet", schema.LABELED)
     ref, fmt = model_ref(paths.model(prev)), params.model.chat_format
     out = label(model, tok, proposed, pool, neighbors, dists, params.label, fmt, params.seed, it.k, ref, done)

@@ -17,7 +17,9 @@ def main() -> None:
     it, prev = paths.spec(params.iterations, run)
     pool = schema.read(paths.data(prev) / "pool.parquet", schema.POOL)
     set_threads(params.model.threads)
-    model, tok = backends.load(paths.model(prev), params.scale, params.model.device, params.model.trust_remote_code)
+    model, tok = backends.load(
+        paths.model(prev), params.scale, params.model.device, params.model.trust_remote_code, params.model.threads
+    )
     done = schema.read(paths.data(it.extends) / "proposed.parquet", schema.PROPOSED)
     n, ref, fmt = params.propose.n * it.scale, model_ref(paths.model(prev)), params.model.chat_format
     out = propose(

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from isara import schema
-from isara.config import DataParams, LabelParams, ProposeParams
+from isara.config import DataParams, LabelParams, ProposeParams, parse_params
 from isara.errors import IsaraError
 from isara.generate import Job
 from isara.icl import answer_prompt
-from tests.conftest import REPO, sizes
+from tests.conftest import REPO, base_params, sizes
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="pip install 'isara[openvino]'")
 N_PROMPTS = 8
@@ -185,6 +185,29 @@ def test_seeded_proposals_are_those_of_transformers_and_repeat(local, engine, pr
     assert ours == _texts(local.model, tok, prompts, cfg, seed=3)
     assert _texts(engine, tok, prompts, cfg, seed=3) == ours  # the same engine, run again
     assert _texts(engine, tok, prompts, cfg, seed=4) != ours  # and the seed is what chooses
+
+
+@pytest.mark.model
+def test_the_engine_param_routes_evaluation_through_openvino(
+    base: Path, local, cache, prepared: Path, monkeypatch
+) -> None:
+    """`scale.engine: openvino` in params: backends.load hands the stages this engine, same answers."""
+    from isara import backends
+    from isara.config import EvaluateParams, ScaleParams
+    from isara.openvino_engine import CACHE, OpenVino
+
+    root = cache[0]
+    monkeypatch.chdir(root.parent)
+    (root.parent / CACHE).parent.mkdir(parents=True, exist_ok=True)
+    if not (root.parent / CACHE).exists():
+        (root.parent / CACHE).symlink_to(root)  # the conversion the fixture made is a cache hit
+    model, tok = backends.load(base, ScaleParams(engine="openvino"), threads=os.cpu_count() or 1)
+    assert isinstance(model, OpenVino) and model.weights == "f32"
+    prompts = eval_prompts(prepared, N_PROMPTS)
+    cfg = EvaluateParams()
+    assert _texts(model, tok, prompts, cfg) == _texts(local.model, local.tokenizer, prompts, cfg)
+    with pytest.raises(IsaraError, match="ray"):
+        parse_params({**base_params(), "scale": {"engine": "openvino", "placement": "ray"}})
 
 
 # --- errors ----------------------------------------------------------------------------------
