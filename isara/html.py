@@ -46,37 +46,6 @@ def note(text: str) -> str:
     return f'<p class="note">{_e(text)}</p>'
 
 
-def judges(judge: dict) -> str:
-    """Each judge with its held-out scores beside the keyword baseline's on the same rows."""
-    rows = []
-    for which in ("harm", "refusal"):
-        spec = judge.get(which)
-        if not spec:
-            continue
-        for test, m in spec.get("held_out", {}).items():
-            kw = spec.get("keyword_baseline", {}).get(test, {})
-            rows.append(
-                [
-                    which,
-                    spec.get("judge", ""),
-                    test,
-                    str(m.get("n", "")),
-                    f"{m.get('f1', 0):.3f}",
-                    f"{m.get('precision', 0):.3f}",
-                    f"{m.get('recall', 0):.3f}",
-                    f"{kw.get('f1', 0):.3f}" if kw else "—",
-                ]
-            )
-    pref = judge.get("preference")
-    extra = ""
-    if pref:
-        extra = note(
-            f"Preference judge (win rate): {pref.get('judge', '')}; measured accuracy {pref.get('judge_accuracy')}."
-        )
-    header = ["judge", "what", "held-out set", "n", "F1", "precision", "recall", "keyword baseline F1"]
-    return table(header, rows) + note(f"Decision threshold {judge.get('threshold')}.") + extra
-
-
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#1d232a;background:#fafbfc}
 main{max-width:1200px;margin:0 auto;padding:1rem 1.5rem 4rem}

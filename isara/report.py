@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from pathlib import Path
 
@@ -426,15 +427,70 @@ TEACHER_NOTE = (
 )
 
 
+POWER_HEADER = [
+    "rate",
+    "prompts per model",
+    "95% half-width of one rate at 50%",
+    "prompts for a half-width of 6 points",
+]
+POWER_NOTE = (
+    "What this run's sample sizes can tell apart: a rate near 50% measured on n prompts has a 95% interval of"
+    " about ±1.96·sqrt(0.25/n). Differences smaller than the half-width are rarely separable here."
+)
+TARGET_HALF_WIDTH = 0.06
+
+
+def power_lines(comp: dict) -> list[list[str]]:
+    """Per rate of the paired comparisons: its prompts and the widest 95% half-width they allow."""
+    first = next(iter(comp.get("pairs", {}).values()), {}).get("trained", {})
+    need = math.ceil(1.96**2 * 0.25 / TARGET_HALF_WIDTH**2)
+    return [
+        [rate, str(r["n_prompts"]), f"±{1.96 * math.sqrt(0.25 / r['n_prompts']):.1%}", str(need)]
+        for rate, r in first.items()
+        if r["n_prompts"]
+    ]
+
+
+JUDGE_HEADER = ["judge", "what", "held-out set", "n", "F1", "precision", "recall", "keyword baseline F1"]
+
+
+def judge_lines(judge: dict) -> list[list[str]]:
+    """Each judge's held-out scores beside the keyword baseline's on the same rows."""
+    out = []
+    for which in ("harm", "refusal"):
+        spec = judge.get(which) or {}
+        for test, m in spec.get("held_out", {}).items():
+            kw = spec.get("keyword_baseline", {}).get(test)
+            scores = [f"{m[k]:.3f}" for k in ("f1", "precision", "recall")]
+            out.append([which, spec.get("judge", ""), test, str(m["n"]), *scores, f"{kw['f1']:.3f}" if kw else "—"])
+    return out
+
+
+def judge_note(judge: dict) -> str:
+    text = f"Decision threshold {judge.get('threshold')}."
+    if judge.get("excluded_seeds"):
+        text += f" No question of these seeds trained a judge: {', '.join(judge['excluded_seeds'])}."
+    pref = judge.get("preference")
+    if pref:
+        text += (
+            f" Preference judge (win rate): {pref.get('judge', '')}; measured accuracy {pref.get('judge_accuracy')}."
+        )
+    return text
+
+
 def tables(
-    rows: list[dict], comp: dict, runs: dict[str, dict]
+    rows: list[dict], comp: dict, runs: dict[str, dict], judge: dict | None = None
 ) -> list[tuple[str, str, list[str], list[list[str]], str]]:
     """The report's tables, each as (heading, note before, header, rows, note after), for index.md and index.html."""
     out = [("Models", "", MODEL_HEADER, model_lines(rows), MODELS_NOTE)]
+    if judge and judge_lines(judge):
+        out.append(("Judges", "", JUDGE_HEADER, judge_lines(judge), judge_note(judge)))
     if comp:
         out.append(
             ("Paired comparisons", COMPARISONS_NOTE.format(x=comp["x"]), COMPARISON_HEADER, comparison_lines(comp), "")
         )
+        if power_lines(comp):
+            out.append(("Power of this run", POWER_NOTE, POWER_HEADER, power_lines(comp), ""))
     if runs:
         definition = next(iter(runs.values()))["off_domain"]["definition"]
         out.append(("The teacher", TEACHER_NOTE.format(definition=definition), TEACHER_HEADER, teacher_lines(runs), ""))
@@ -449,13 +505,13 @@ def render(metrics: Path = Path("metrics"), eval_dir: Path = Path("data/eval"), 
     runs = teacher_runs(metrics / "teacher")
     judge = write_summary(rows, metrics, {"comparisons": comp, "teacher": runs})
     pngs = plot(rows, metrics, out) + plot_study(comp, runs, out)
-    sections = tables(rows, comp, runs)
+    sections = tables(rows, comp, runs, judge)
     lines = ["# isara report", ""]
     for heading, before, header, body, after in sections:
         lines += [f"## {heading}", ""] + ([before, ""] if before else []) + _md_table(header, body) + [""]
         lines += [after, ""] if after else []
     lines += [
-        "## Judges",
+        "## The judges, as recorded",
         "",
         "```json",
         json.dumps(judge, indent=2, sort_keys=True),  # as summary.json holds it
@@ -480,6 +536,5 @@ def page(sections: list, runs: dict[str, dict], judge: dict, pngs: list[Path]) -
         for heading, before, header, rows, after in sections
     ]
     body.append(("Plots", "".join(html.image(p, p.stem.replace("_", " ")) for p in pngs)))
-    body.append(("Judges", html.judges(judge)))
     threshold = judge.get("threshold", 0.5)
     return html.page("isara report", body, {**pair_rows(runs), "threshold": threshold, "page_rows": html.PAGE_ROWS})

@@ -89,6 +89,19 @@ def test_every_stage_ran_and_artifacts_match_their_schema(repo: Path) -> None:
     assert (repo / "report/index.md").is_file()
 
 
+def test_no_seed_question_of_any_domain_trained_the_judges(repo: Path) -> None:
+    from isara.schema import norm
+
+    rows = pl.read_parquet(repo / "models/judges/rows.parquet").filter(pl.col("split") == "train")
+    assert rows.height > 0 and set(rows["judge"]) == {"harm", "refusal"}
+    trained_on = {norm(q) for q in rows["question"]}
+    for seed in sorted((repo / "data/prepared").glob("seed_*.parquet")):
+        questions = {norm(q) for q in schema.read(seed, schema.SEED)["question"]}
+        assert questions and not trained_on & questions, seed.name
+    recorded = json.loads((repo / "metrics/judge.json").read_text())["excluded_seeds"]
+    assert recorded == sorted(p.name for p in (repo / "data/prepared").glob("seed_*.parquet"))
+
+
 def test_the_one_shot_baseline_starts_from_it1s_proposals_and_labels(repo: Path) -> None:
     """The one-shot run reads its first half from it1 (same model, pool and draws) and makes the rest."""
     for name, sch in (("proposed", schema.PROPOSED), ("labeled", schema.LABELED)):

@@ -51,6 +51,17 @@ def test_the_last_iteration_is_paired_with_each_baseline_and_a_judge_flip_is_fla
     assert pair["flips"] == ["harmful_category"]
 
 
+def test_the_power_table_states_each_rates_prompts_and_half_width(tmp_path: Path) -> None:
+    from isara.report import power_lines, tables
+
+    for name in ("it2", "sft"):
+        schema.write(_gen(name, [0.0] * 100, [COMPLY] * 100), tmp_path / f"{name}.parquet", schema.GENERATIONS)
+    comp = comparisons(tmp_path, 0.5)
+    # 100 prompts: 1.96 * sqrt(0.25 / 100) = 9.8 points; 6 points need ceil(1.96^2 * 0.25 / 0.06^2) = 267.
+    assert power_lines(comp) == [["harmful_category", "100", "±9.8%", "267"]]
+    assert "Power of this run" in [t[0] for t in tables([], comp, {})]
+
+
 def test_no_iteration_evaluated_means_no_comparison(tmp_path: Path) -> None:
     schema.write(_gen("sft", [1.0], [REFUSE]), tmp_path / "sft.parquet", schema.GENERATIONS)
     assert comparisons(tmp_path, 0.5) == {}
