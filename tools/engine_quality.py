@@ -5,8 +5,8 @@
 Label prompts (2 contexts), proposal prompts and evaluation prompts run through
 isara.generate.generate with each stage's settings from params.yaml, once per engine:
 transformers, OpenVINO f32 (`scale.engine: openvino`), and two candidates not wired into
-params: OpenVINO int8 weights with OpenVINO's dynamic int8 activations (groups of 32), with f32 or
-bf16 inference. (`scale.engine: openvino-int8` keeps activations in f32 and runs at f32's speed.) For each: seconds, the ratio to transformers, and how many texts are identical to
+params: OpenVINO int8 weights with OpenVINO's dynamic int8 activations (groups of 32), with f32
+inference or OpenVINO's CPU defaults (bf16 inference, a u8 KV cache). (`scale.engine: openvino-int8` keeps activations in f32 and runs at f32's speed.) For each: seconds, the ratio to transformers, and how many texts are identical to
 transformers'. The evaluation answers are then judged (harm on the harmful prompts, refusal on the
 benign ones) with Wilson intervals, and each engine is paired with transformers by exact McNemar.
 """
@@ -30,12 +30,9 @@ def int8_activations(base):
             if precision not in self.requests:
                 core = self.ov.Core()
                 ir = converted(self.folder, self.cache_root, self.weights, self.trust) / MODEL_XML
-                config = {
-                    "INFERENCE_PRECISION_HINT": precision,
-                    "KV_CACHE_PRECISION": precision,
-                    "DYNAMIC_QUANTIZATION_GROUP_SIZE": 32,
-                    "INFERENCE_NUM_THREADS": self.threads,
-                }
+                config = {"DYNAMIC_QUANTIZATION_GROUP_SIZE": 32, "INFERENCE_NUM_THREADS": self.threads}
+                if precision == "f32":  # else OpenVINO's CPU defaults here: bf16 inference, a u8 KV cache
+                    config |= {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"}
                 compiled = core.compile_model(core.read_model(ir), "CPU", config)
                 self.requests[precision] = compiled.create_infer_request()
             return self.requests[precision]
@@ -78,7 +75,7 @@ def main() -> None:
             int8_activations(OpenVino)(args.model, "int8", args.threads, cache_root=args.cache),
             False,
         ),
-        "int8 activations + bf16": (
+        "int8 activations, OpenVINO defaults": (
             int8_activations(OpenVino)(args.model, "int8", args.threads, cache_root=args.cache),
             True,
         ),
