@@ -483,14 +483,14 @@ def tables(
 ) -> list[tuple[str, str, list[str], list[list[str]], str]]:
     """The report's tables, each as (heading, note before, header, rows, note after), for index.md and index.html."""
     out = [("Models", "", MODEL_HEADER, model_lines(rows), MODELS_NOTE)]
-    if judge and judge_lines(judge):
-        out.append(("Judges", "", JUDGE_HEADER, judge_lines(judge), judge_note(judge)))
+    if judge and (judged := judge_lines(judge)):
+        out.append(("Judges", "", JUDGE_HEADER, judged, judge_note(judge)))
     if comp:
         out.append(
             ("Paired comparisons", COMPARISONS_NOTE.format(x=comp["x"]), COMPARISON_HEADER, comparison_lines(comp), "")
         )
-        if power_lines(comp):
-            out.append(("Power of this run", POWER_NOTE, POWER_HEADER, power_lines(comp), ""))
+        if power := power_lines(comp):
+            out.append(("Power of this run", POWER_NOTE, POWER_HEADER, power, ""))
     if runs:
         definition = next(iter(runs.values()))["off_domain"]["definition"]
         out.append(("The teacher", TEACHER_NOTE.format(definition=definition), TEACHER_HEADER, teacher_lines(runs), ""))
