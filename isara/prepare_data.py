@@ -18,6 +18,11 @@ from isara.schema import norm
 
 log = logging.getLogger(__name__)
 
+# Draws every domain's seed set and eval split, and the judges' training rows. Apart from the params'
+# `seed` on purpose: that one draws what the method samples, so the runs of a study over seeds
+# (isara/study.py) share one D0, one prompt set and one judge, and differ only in the method's draws.
+SPLIT_SEED = 0
+
 
 class Sizes(NamedTuple):
     """The data params the splits depend on (and nothing else of the data section)."""

@@ -7,6 +7,7 @@ from isara import paths
 from isara.config import load_params
 from isara.judges import train_judges
 from isara.models import set_threads
+from isara.prepare_data import SPLIT_SEED
 from isara.stage import run_stage
 
 log = logging.getLogger("judge")
@@ -34,7 +35,7 @@ def main() -> None:
         max_test_per_source=params.judge.max_test_per_source,
         threshold=params.judge.threshold,
         embedder=params.model.embedder,
-        seed=params.seed,
+        seed=SPLIT_SEED,  # one judge for every `seed` of a study
         seed_files=seeds,
     )
     paths.write_json(Path("metrics/judge.json"), metrics)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from isara import paths
 from isara.config import load_params
-from isara.prepare_data import Sizes, prepare
+from isara.prepare_data import SPLIT_SEED, Sizes, prepare
 from isara.stage import run_stage
 
 
@@ -17,7 +17,7 @@ def main() -> None:
         n_xstest_eval=params.data.n_xstest_eval,
         n_alpaca_eval=params.data.n_alpaca_eval,
     )
-    counts = prepare(Path(params.data.raw_dir), Path(params.data.prepared_dir), sizes, params.seed)
+    counts = prepare(Path(params.data.raw_dir), Path(params.data.prepared_dir), sizes, SPLIT_SEED)
     paths.write_json(Path("metrics/data.json"), counts)
 
 
