@@ -88,7 +88,9 @@ def _evaluate(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     prompts = evaluate.check_prompts(args.eval)  # an unreadable prompt file fails before anything loads
     if args.max_per_suite:
-        prompts = evaluate.sample_prompts(prompts, args.max_per_suite, params.seed)
+        from isara.prepare_data import SPLIT_SEED
+
+        prompts = evaluate.sample_prompts(prompts, args.max_per_suite, SPLIT_SEED)  # the stages' choice
     judges = Judges.load(Path(args.judges), params.model.embedder)
     model_dir = Path(args.model)
     if not (model_dir / "config.json").is_file():
@@ -118,6 +120,15 @@ def _export(args: argparse.Namespace) -> None:
     else:
         export.export_model(args.run, Path(args.model) if args.model else paths.model(args.run), out, params)
         print(f"wrote {out}; load it with AutoModelForCausalLM.from_pretrained('{out}')")
+
+
+def _study(args: argparse.Namespace) -> None:
+    from isara import study
+
+    out = Path(args.out)
+    if args.action == "run":
+        study.run(args.seeds, out)
+    print(f"wrote {study.report(out)}")
 
 
 def _compare(args: argparse.Namespace) -> None:
@@ -226,6 +237,14 @@ def main(argv: list[str] | None = None) -> None:
     cmp.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
     cmp.add_argument("--out", default=None, help="also write the comparison as JSON")
     cmp.set_defaults(func=_compare)
+    stu = sub.add_parser(
+        "study", help="ISARA against every baseline over seeds and every held-out prompt (DVC experiments)"
+    )
+    stu.add_argument("action", choices=["run", "report"], help="run: one experiment per seed, then the page; "
+                     "report: the page from what the folder holds")  # fmt: skip
+    stu.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="run: the seeds (default 0 1 2)")
+    stu.add_argument("--out", default="study", help="the study folder: generations, runs.json, index.md")
+    stu.set_defaults(func=_study)
     gate = sub.add_parser("check-metrics", help="fail when metrics regress against a baseline")
     gate.add_argument("--current", default="metrics/summary.json")
     gate.add_argument("--baseline", required=True, help="committed metrics to compare with")

@@ -6,6 +6,7 @@ from isara import backends, evaluate, paths
 from isara.config import load_params
 from isara.judges import Judges
 from isara.models import model_ref, set_threads
+from isara.prepare_data import SPLIT_SEED  # the prompts are the data's; every seed of a study meets them
 from isara.stage import run_stage
 
 
@@ -16,7 +17,7 @@ def main() -> None:
     ap.add_argument("--debug", action="store_true")
     args = ap.parse_args()
     params = load_params()
-    prompts = evaluate.eval_prompts(params.data.eval_file, params.evaluate.max_per_suite, params.seed)
+    prompts = evaluate.eval_prompts(params.data.eval_file, params.evaluate.max_per_suite, SPLIT_SEED)
     judges = Judges.load(paths.JUDGES, params.model.embedder)  # a broken judge fails before generation
     set_threads(params.model.threads)
     model, tok = backends.load(

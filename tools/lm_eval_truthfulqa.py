@@ -36,11 +36,12 @@ def questions(params_file: Path, eval_file: str | None, max_per_suite: int | Non
     """The TruthfulQA prompts isara's evaluate stage answers, with their reference answers."""
     from isara.config import load_params
     from isara.evaluate import eval_prompts
+    from isara.prepare_data import SPLIT_SEED
 
     params = load_params(params_file)
     root = params_file.parent
     path = Path(eval_file) if eval_file else root / params.data.eval_file
-    prompts = eval_prompts(path, max_per_suite or params.evaluate.max_per_suite, params.seed)
+    prompts = eval_prompts(path, max_per_suite or params.evaluate.max_per_suite, SPLIT_SEED)
     prompts = prompts.filter(pl.col("expect") == "truthful")
     if prompts.height == 0:
         raise SystemExit(f"{path}: no TruthfulQA prompt (expect: truthful)")

@@ -1,0 +1,280 @@
+"""The study: does ISARA's last iteration beat each baseline, over several seeds and every held-out prompt?
+
+`isara study run` runs the root pipeline once per seed as a DVC experiment
+(`dvc exp run -S seed=N -S evaluate.max_per_suite=<every prompt> <targets>`, named study-seedN),
+with targets that evaluate only what the study compares: the sampled arms (ISARA's last iteration
+and one-shot) under every seed, the deterministic arms (pretrained, SFT, the schedule-matched SFT,
+ICL-kNN) once, under the first seed. The seed set, the eval prompts and the judges do not follow
+`seed` (isara.prepare_data.SPLIT_SEED), so every run is judged by one judge on one prompt set: each
+run's judge hash is recorded and the report refuses runs judged by different judges.
+
+Each run's generations are copied into the study folder with its wall time, so the folder holds
+every judgement the page reads; `isara study report` builds index.md, summary.json and forest.png
+from those files alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import polars as pl
+import yaml
+
+from isara import paths, schema
+from isara.config import load_params
+from isara.errors import IsaraError
+from isara.paired import RATES, compare_files, flags
+from isara.stats import rate as rate_of
+
+log = logging.getLogger(__name__)
+
+# More prompts than any suite holds: every held-out prompt is answered, whatever the seed, so the
+# arms of different seeds pair on the same prompts.
+EVERY_PROMPT = 100_000
+# The arms whose training data does not depend on `seed` beyond the order of its batches: run once.
+DETERMINISTIC = {
+    "sft": "baseline@sft",
+    "sft_matched": "baseline@sft_matched",
+    "icl_knn": "icl_baseline@icl_knn",
+    "pretrained": "baseline@pretrained",
+}
+RUNS = "runs.json"
+
+
+def sampled_arms(iterations: dict) -> list[str]:
+    """ISARA's last iteration, then one-shot when the params have it."""
+    its = [n for n in iterations if re.fullmatch(r"it\d+", n)]
+    if not its:
+        raise IsaraError("params.yaml: iterations has no itK run, so there is no ISARA arm to study")
+    last = max(its, key=lambda n: int(n[2:]))
+    return [last] + (["oneshot"] if "oneshot" in iterations else [])
+
+
+def _sh(cmd: list[str], root: Path, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    if check and done.returncode:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise IsaraError(f"`{' '.join(cmd)}` failed: {tail[0]}")
+    return done
+
+
+def _judge_hash(root: Path) -> str:
+    lock = yaml.safe_load((root / "dvc.lock").read_text(encoding="utf-8"))
+    return lock["stages"]["judge"]["outs"][0]["md5"]
+
+
+def _record(out: Path) -> dict:
+    from isara.report import _load
+
+    return _load(out / RUNS) or {"seeds": {}}
+
+
+def run(seeds: list[int], out: Path, root: Path = Path(".")) -> dict:
+    """One DVC experiment per seed; each run's generations and wall time recorded under `out`."""
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise IsaraError(f"--seeds {' '.join(map(str, seeds))}: give distinct seeds")
+    if shutil.which("dvc") is None:
+        raise IsaraError("dvc is not on PATH: install the project (make setup) first")
+    dirty = _sh(["git", "status", "--porcelain", "--", "params.yaml", "dvc.yaml", "dvc.lock"], root).stdout.strip()
+    if dirty:
+        raise IsaraError(f"uncommitted changes to {', '.join(line[3:] for line in dirty.splitlines())}: "
+                         "commit or stash them; the study restores these files when it ends")  # fmt: skip
+    params = load_params(root / "params.yaml")
+    sampled = sampled_arms(params.iterations)
+    record = _record(out)
+    record.update({"sampled": sampled, "deterministic": sorted(DETERMINISTIC), "threshold": params.judge.threshold})
+    try:
+        for i, seed in enumerate(seeds):
+            arms = sampled + (list(DETERMINISTIC) if i == 0 else [])
+            targets = [f"evaluate@{a}" for a in sampled] + ([DETERMINISTIC[a] for a in arms[len(sampled) :]])
+            name = f"study-seed{seed}"
+            _sh(["dvc", "exp", "remove", name], root, check=False)  # a rerun replaces its own experiment
+            cmd = [
+                "dvc",
+                "exp",
+                "run",
+                "-n",
+                name,
+                "-S",
+                f"seed={seed}",
+                "-S",
+                f"evaluate.max_per_suite={EVERY_PROMPT}",
+            ]
+            log.info("seed %d: %s", seed, " ".join(cmd + targets))
+            start = time.monotonic()
+            done = subprocess.run(cmd + targets, cwd=root)
+            if done.returncode:
+                raise IsaraError(f"seed {seed}: `dvc exp run` failed (exit {done.returncode}); its log is above")
+            wall = time.monotonic() - start
+            for arm in arms:
+                with paths.atomic(out / f"seed{seed}" / f"{arm}.parquet") as tmp:
+                    shutil.copy(root / "data/eval" / f"{arm}.parquet", tmp)
+            if i == 0:
+                with paths.atomic(out / "judge.json") as tmp:
+                    shutil.copy(root / "metrics/judge.json", tmp)
+            record["seeds"][str(seed)] = {
+                "experiment": name,
+                "arms": arms,
+                "wall_s": round(wall),
+                "judge_md5": _judge_hash(root),
+            }
+            paths.write_json(out / RUNS, record)  # after each seed: an interrupted study keeps its runs
+            log.info("seed %d done in %.1f min: %s", seed, wall / 60, ", ".join(arms))
+    finally:
+        # The workspace back to the committed run: params and lock from git, outputs from the cache.
+        _sh(["git", "checkout", "--", "params.yaml", "dvc.lock"], root, check=False)
+        if _sh(["dvc", "checkout", "--quiet"], root, check=False).returncode:
+            log.warning("some outputs of dvc.lock are not in the cache: `dvc repro` rebuilds them")
+    return record
+
+
+def _runs(out: Path) -> tuple[dict, dict[str, list[pl.DataFrame]], list[str]]:
+    """The record, each arm's generations (one per seed it ran under) and the seeds, in seed order."""
+    record = _record(out)
+    if not record["seeds"]:
+        raise IsaraError(f"{out}/{RUNS}: no recorded run; `isara study run` writes it")
+    seeds = sorted(record["seeds"], key=int)
+    judges = {record["seeds"][s]["judge_md5"] for s in seeds}
+    if len(judges) > 1:
+        raise IsaraError(f"{out}: the seeds' runs were judged by {len(judges)} different judges; rerun the study")
+    arms: dict[str, list[pl.DataFrame]] = {}
+    for s in seeds:
+        for arm in record["seeds"][s]["arms"]:
+            arms.setdefault(arm, []).append(schema.read(out / f"seed{s}" / f"{arm}.parquet", schema.GENERATIONS))
+    return record, arms, seeds
+
+
+def compare_arms(arms: dict[str, list[pl.DataFrame]], x: str, threshold: float) -> dict:
+    """x against every other arm, under the trained judges and the keyword baseline, as report.comparisons."""
+    from isara.report import AGAINST, _keyword_judged
+
+    out: dict = {"x": x, "threshold": threshold, "pairs": {}}
+    for base in (b for b in AGAINST if b in arms and b != x):
+        trained = compare_files(arms[x], arms[base], threshold)
+        keyword = compare_files([_keyword_judged(g) for g in arms[x]], [_keyword_judged(g) for g in arms[base]], 0.5)
+        flips = [r for r in trained if r in keyword and trained[r]["difference"] * keyword[r]["difference"] < 0]
+        out["pairs"][base] = {"trained": trained, "keyword": keyword, "flips": flips}
+    return out
+
+
+def rates(arms: dict[str, list[pl.DataFrame]], threshold: float) -> dict[str, dict[str, list[dict]]]:
+    """{arm: {rate: [one rate with its 95% interval per run]}}."""
+    return {
+        arm: {r: [rate_of(flags(g, r, threshold)[1].tolist()) for g in runs] for r in RATES}
+        for arm, runs in arms.items()
+    }
+
+
+def _pct(x: float) -> str:
+    return f"{x:.1%}"
+
+
+def comparison_lines(comp: dict) -> list[list[str]]:
+    """As report.comparison_lines, with each arm's rate the mean over its runs."""
+    out = []
+    for base, both in comp["pairs"].items():
+        for rate, r in both["trained"].items():
+            kw = both["keyword"].get(rate)
+            runs = r["runs"]
+            out.append([
+                base,
+                f"{rate} (n={r['n_prompts']}, runs={len(runs)})",
+                _pct(sum(run["x_rate"] for run in runs) / len(runs)),
+                _pct(sum(run["y_rate"] for run in runs) / len(runs)),
+                f"{r['difference']:+.1%}",
+                f"[{r['ci95'][0]:+.1%}, {r['ci95'][1]:+.1%}]",
+                f"{r['p_value']:.3f}",
+                r["verdict"],
+                "—" if kw is None else f"{kw['difference']:+.1%} ({kw['verdict']})",
+                "yes" if rate in both["flips"] else "",
+            ])  # fmt: skip
+    return out
+
+
+def report(out: Path) -> Path:
+    """index.md, summary.json and forest.png of the study folder, from its recorded generations."""
+    from isara.report import (
+        COMPARISON_HEADER,
+        JUDGE_HEADER,
+        TARGET_HALF_WIDTH,
+        _load,
+        _md_table,
+        judge_lines,
+        judge_note,
+        plot_study,
+    )
+
+    record, arms, seeds = _runs(out)
+    x, threshold = record["sampled"][0], record["threshold"]
+    comp = compare_arms(arms, x, threshold)
+    table = rates(arms, threshold)
+    judge = _load(out / "judge.json")
+    plot_study(comp, {}, out)
+    paths.write_json(out / "summary.json", {"seeds": [int(s) for s in seeds], "rates": table, "comparisons": comp})
+
+    lines = [f"# The study: {x} against every baseline, {len(seeds)} seeds, every held-out prompt", ""]
+    lines += [
+        f"Seeds {', '.join(seeds)}. Sampled arms ({', '.join(record['sampled'])}) ran under every seed; "
+        f"deterministic arms ({', '.join(a for a in DETERMINISTIC if a in arms)}) once, under seed {seeds[0]}. "
+        "One judge for every run (the same hash in every run's dvc.lock). Built by `isara study report` "
+        f"from the generations in this folder; the runs are the DVC experiments "
+        f"{', '.join(record['seeds'][s]['experiment'] for s in seeds)}.",
+        "",
+        "## Verdicts",
+        "",
+    ]
+    for base, both in comp["pairs"].items():
+        words = [f"{rate}: **{r['verdict']}** ({r['difference']:+.1%}, p={r['p_value']:.3f})"
+                 for rate, r in both["trained"].items()]  # fmt: skip
+        lines.append(f"- {x} against {base}: " + "; ".join(words))
+    lines += ["", "Lower is better for every rate. A difference is pooled over seeds (mean over pairs of runs);",
+              "its interval and p-value come from a bootstrap over prompts and runs, or from the exact McNemar",
+              "test when both arms ran once.", "", "## Paired differences", ""]  # fmt: skip
+    lines += _md_table(COMPARISON_HEADER, comparison_lines(comp))
+    lines += ["", "ISARA and baseline: each arm's rate, the mean over its runs; per seed below.", ""]
+    lines += ["![paired differences](forest.png)", "", "## Per seed: exact McNemar on the same prompts", ""]
+    per_seed = []
+    for base, both in comp["pairs"].items():
+        for rate, r in both["trained"].items():
+            for s, run in zip(seeds if len(arms[x]) > 1 else seeds[:1], r["runs"], strict=False):
+                per_seed.append([base, rate, s, _pct(run["x_rate"]), _pct(run["y_rate"]), str(run["only_x"]),
+                                 str(run["only_y"]), f"{run['p_value']:.4f}"])  # fmt: skip
+    lines += _md_table(["against", "rate", "seed", x, "baseline", f"only {x}", "only baseline", "p"], per_seed)
+    lines += ["", "## Rates per arm and seed", ""]
+    rate_rows = []
+    for arm, by_rate in table.items():
+        for rate, runs in by_rate.items():
+            cells = [f"{r['rate']:.1%} [{r['ci95'][0]:.1%}, {r['ci95'][1]:.1%}]" for r in runs]
+            mean = sum(r["rate"] for r in runs) / len(runs)
+            rate_rows.append([arm, f"{rate} (n={runs[0]['n']})", "; ".join(cells), _pct(mean)])
+    lines += _md_table(["arm", "rate", "per seed (95% Wilson interval)", "mean over seeds"], rate_rows)
+    lines += ["", "## Power", ""]
+    first = next(iter(comp["pairs"].values()))["trained"] if comp["pairs"] else {}
+    power = [[rate, str(r["n_prompts"]), f"±{1.96 * (0.25 / r['n_prompts']) ** 0.5:.1%}",
+              "yes" if 1.96 * (0.25 / r["n_prompts"]) ** 0.5 <= TARGET_HALF_WIDTH else "no: every prompt the data has"]
+             for rate, r in first.items()]  # fmt: skip
+    lines += _md_table(["rate", "prompts", "widest 95% half-width of one rate", "within ±6 points"], power)
+    lines += ["", "## Judges (held out)", ""]
+    lines += _md_table(JUDGE_HEADER, judge_lines(judge)) + ["", judge_note(judge)] if judge else ["(no judge.json)"]
+    lines += ["", "## Wall time on the machine that ran it", ""]
+    lines += _md_table(
+        ["seed", "experiment", "arms", "minutes"],
+        [
+            [
+                s,
+                record["seeds"][s]["experiment"],
+                ", ".join(record["seeds"][s]["arms"]),
+                f"{record['seeds'][s]['wall_s'] / 60:.1f}",
+            ]
+            for s in seeds
+        ],  # fmt: skip
+    )
+    total = sum(record["seeds"][s]["wall_s"] for s in seeds) / 60
+    lines += ["", f"Total: {total:.1f} minutes.", ""]
+    paths.write_text(out / "index.md", "\n".join(lines))
+    return out / "index.md"
