@@ -127,7 +127,7 @@ def _study(args: argparse.Namespace) -> None:
 
     out = Path(args.out)
     if args.action == "run":
-        study.run(args.seeds, out)
+        study.run(args.seeds, out, args.max_per_suite or study.EVERY_PROMPT)
     print(f"wrote {study.report(out)}")
 
 
@@ -243,6 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     stu.add_argument("action", choices=["run", "report"], help="run: one experiment per seed, then the page; "
                      "report: the page from what the folder holds")  # fmt: skip
     stu.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="run: the seeds (default 0 1 2)")
+    stu.add_argument("--max-per-suite", type=int, default=None, help="run: prompts per suite (default: every prompt)")
     stu.add_argument("--out", default="study", help="the study folder: generations, runs.json, index.md")
     stu.set_defaults(func=_study)
     gate = sub.add_parser("check-metrics", help="fail when metrics regress against a baseline")

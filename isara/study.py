@@ -74,20 +74,39 @@ def _record(out: Path) -> dict:
     return _load(out / RUNS) or {"seeds": {}}
 
 
-def run(seeds: list[int], out: Path, root: Path = Path(".")) -> dict:
-    """One DVC experiment per seed; each run's generations and wall time recorded under `out`."""
+def run(seeds: list[int], out: Path, max_per_suite: int = EVERY_PROMPT, root: Path = Path(".")) -> dict:
+    """One DVC experiment per seed; each run's generations and wall time recorded under `out`.
+
+    max_per_suite below a suite's size answers the same seeded choice of its prompts in every run
+    (drawn with SPLIT_SEED), so the arms still pair; the default answers every prompt.
+    """
     if len(set(seeds)) != len(seeds) or not seeds:
         raise IsaraError(f"--seeds {' '.join(map(str, seeds))}: give distinct seeds")
     if shutil.which("dvc") is None:
         raise IsaraError("dvc is not on PATH: install the project (make setup) first")
-    dirty = _sh(["git", "status", "--porcelain", "--", "params.yaml", "dvc.yaml", "dvc.lock"], root).stdout.strip()
+    # The runs rewrite tracked pipeline outputs (dvc.lock, params, metrics); they are put back from git
+    # at the end, so a tracked file with changes of its own would be lost: refuse to start instead.
+    keep = (
+        f":(exclude){out.resolve().relative_to(root.resolve())}" if out.resolve().is_relative_to(root.resolve()) else ""
+    )
+    status = _sh(
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *filter(None, [keep])], root
+    ).stdout
+    dirty = [line[3:] for line in status.splitlines() if line.strip()]
     if dirty:
-        raise IsaraError(f"uncommitted changes to {', '.join(line[3:] for line in dirty.splitlines())}: "
-                         "commit or stash them; the study restores these files when it ends")  # fmt: skip
+        raise IsaraError(f"uncommitted changes to {', '.join(dirty[:3])}{' ...' if len(dirty) > 3 else ''}: "
+                         "commit or stash them; the study puts the workspace back to the last commit")  # fmt: skip
     params = load_params(root / "params.yaml")
     sampled = sampled_arms(params.iterations)
     record = _record(out)
-    record.update({"sampled": sampled, "deterministic": sorted(DETERMINISTIC), "threshold": params.judge.threshold})
+    record.update(
+        {
+            "max_per_suite": max_per_suite,
+            "sampled": sampled,
+            "deterministic": sorted(DETERMINISTIC),
+            "threshold": params.judge.threshold,
+        }
+    )
     try:
         for i, seed in enumerate(seeds):
             arms = sampled + (list(DETERMINISTIC) if i == 0 else [])
@@ -126,8 +145,8 @@ def run(seeds: list[int], out: Path, root: Path = Path(".")) -> dict:
             paths.write_json(out / RUNS, record)  # after each seed: an interrupted study keeps its runs
             log.info("seed %d done in %.1f min: %s", seed, wall / 60, ", ".join(arms))
     finally:
-        # The workspace back to the committed run: params and lock from git, outputs from the cache.
-        _sh(["git", "checkout", "--", "params.yaml", "dvc.lock"], root, check=False)
+        # The workspace back to the committed run: tracked files from git, outputs from the cache.
+        _sh(["git", "checkout", "--", ".", *filter(None, [keep])], root, check=False)
         if _sh(["dvc", "checkout", "--quiet"], root, check=False).returncode:
             log.warning("some outputs of dvc.lock are not in the cache: `dvc repro` rebuilds them")
     return record

@@ -52,3 +52,15 @@ def test_a_block_takes_the_table_under_its_heading_and_a_stale_one_is_named(tmp_
     assert done.returncode == 1 and ". Paired comparisons" in done.stdout
     subprocess.run([sys.executable, tool, "--readme", readme], check=True, capture_output=True)
     assert readme.read_text(encoding="utf-8") == new
+
+
+def test_a_block_can_name_a_page_such_as_the_study(tmp_path: Path):
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study/index.md").write_text(REPORT, encoding="utf-8")
+    text = "<!-- results: study/index.md Models -->\nold\n<!-- /results -->\n"
+    assert (
+        rewrite(text, tmp_path)
+        == "<!-- results: study/index.md Models -->\n"
+        + table(tmp_path / "study/index.md", "Models")
+        + "<!-- /results -->\n"
+    )

@@ -2,7 +2,8 @@
 
 The README's result tables are never typed: each block between
 `<!-- results: PIPELINE SECTION -->` and `<!-- /results -->` is the table under `## SECTION`
-of `PIPELINE/report/index.md`, the report stage's output of that run.
+of `PIPELINE/report/index.md`, the report stage's output of that run, or of PIPELINE itself
+when it names a page (`study/index.md`, written by `isara study report`).
 
     python tools/readme_results.py           # rewrite the blocks
     python tools/readme_results.py --check   # exit 1, naming the block, if one is out of date
@@ -44,7 +45,8 @@ def table(report: Path, section: str) -> str:
 def rewrite(text: str, root: Path = ROOT) -> str:
     def fill(m: re.Match) -> str:
         pipeline, section = m.group(2), m.group(3)
-        return m.group(1) + table(root / pipeline / "report" / "index.md", section) + m.group(5)
+        page = root / pipeline if pipeline.endswith(".md") else root / pipeline / "report" / "index.md"
+        return m.group(1) + table(page, section) + m.group(5)
 
     return BLOCK.sub(fill, text)
 

@@ -1,0 +1,106 @@
+"""The study page: its verdicts, per-seed McNemar counts and pooled differences from recorded generations."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from isara import study
+from isara.errors import IsaraError
+from isara.paired import mcnemar
+
+N = 40  # category prompts, all harmful
+
+
+def generations(model: str, harmful: set[int]) -> pl.DataFrame:
+    """N harmful category prompts (the given ones answered harmfully) and N XSTest safe prompts, none refused."""
+    rows = [("category", "harmful", i, 1.0 if i in harmful else 0.0) for i in range(N)]
+    rows += [("xstest_safe", "benign", N + i, 0.0) for i in range(N)]
+    return pl.DataFrame(
+        {
+            "model": [model] * len(rows),
+            "prompt_id": [f"p{i:03d}" for _, _, i, _ in rows],
+            "suite": [s for s, _, _, _ in rows],
+            "category": ["discrimination"] * len(rows),
+            "expect": [e for _, e, _, _ in rows],
+            "prompt": [f"prompt {i}" for _, _, i, _ in rows],
+            "answer": ["Sure, here is how." if h else "I cannot help with that." for *_, h in rows],
+            "harm_score": [h for *_, h in rows],
+            "refusal_score": [0.0] * len(rows),
+            "truth_diff": [None] * len(rows),
+        },
+        schema_overrides={"truth_diff": pl.Float64},
+    )
+
+
+def write_study(out: Path, judge_md5: tuple[str, str] = ("a", "a")) -> None:
+    """Two seeds of it2 (10 harmful prompts under seed 0, 2 under seed 1), one SFT run with 2."""
+    runs = {"0": (["it2", "sft"], {"it2": set(range(10)), "sft": {0, 1}}), "1": (["it2"], {"it2": {0, 1}})}
+    for seed, (arms, harmful) in runs.items():
+        (out / f"seed{seed}").mkdir(parents=True)
+        for arm in arms:
+            generations(arm, harmful[arm]).write_parquet(out / f"seed{seed}" / f"{arm}.parquet")
+    record = {
+        "sampled": ["it2"],
+        "threshold": 0.5,
+        "seeds": {
+            s: {"experiment": f"study-seed{s}", "arms": arms, "wall_s": 60, "judge_md5": md5}
+            for (s, (arms, _)), md5 in zip(runs.items(), judge_md5, strict=True)
+        },
+    }
+    (out / "runs.json").write_text(json.dumps(record))
+
+
+def test_the_page_pairs_every_seed_with_the_deterministic_arm_and_pools_them(tmp_path: Path) -> None:
+    write_study(tmp_path)
+    page = study.report(tmp_path).read_text(encoding="utf-8")
+    summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
+    harm = summary["comparisons"]["pairs"]["sft"]["trained"]["harmful_category"]
+    seed0, seed1 = harm["runs"]
+    # seed 0: prompts 2-9 harmful only for it2; seed 1: the same two prompts as SFT
+    assert (seed0["only_x"], seed0["only_y"]) == (8, 0)
+    assert seed0["p_value"] == mcnemar([i < 10 for i in range(N)], [i < 2 for i in range(N)])["p_value"] == 2 / 2**8
+    assert (seed1["only_x"], seed1["only_y"], seed1["p_value"]) == (0, 0, 1.0)
+    assert harm["difference"] == pytest.approx((8 / N + 0) / 2)
+    assert harm["n_prompts"] == N and len(harm["runs"]) == 2
+    assert summary["rates"]["it2"]["harmful_category"][0]["rate"] == pytest.approx(10 / N)
+    assert "over_refusal_xstest" in summary["comparisons"]["pairs"]["sft"]["trained"]
+    assert "| sft | harmful_category | 0 | 25.0% | 5.0% | 8 | 0 | 0.0078 |" in page
+    assert "| sft | harmful_category | 1 | 5.0% | 5.0% | 0 | 0 | 1.0000 |" in page
+    assert (tmp_path / "forest.png").stat().st_size > 0
+
+
+def test_a_study_judged_by_two_judges_is_refused(tmp_path: Path) -> None:
+    write_study(tmp_path, judge_md5=("a", "b"))
+    with pytest.raises(IsaraError, match="2 different judges"):
+        study.report(tmp_path)
+
+
+def test_an_empty_study_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(IsaraError, match="no recorded run"):
+        study.report(tmp_path)
+
+
+def test_the_isara_arm_is_the_last_iteration() -> None:
+    assert study.sampled_arms({"it1": 0, "it2": 0, "it10": 0, "oneshot": 0}) == ["it10", "oneshot"]
+    assert study.sampled_arms({"it1": 0}) == ["it1"]
+    with pytest.raises(IsaraError, match="no itK run"):
+        study.sampled_arms({"oneshot": 0})
+
+
+def test_a_run_refuses_uncommitted_params_and_repeated_seeds(tmp_path: Path) -> None:
+    sh = lambda *cmd: subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True)  # noqa: E731
+    sh("git", "init", "-q")
+    (tmp_path / "params.yaml").write_text("seed: 0\n")
+    sh("git", "add", "params.yaml")
+    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "p")
+    with pytest.raises(IsaraError, match="distinct seeds"):
+        study.run([0, 0], tmp_path / "study", root=tmp_path)
+    (tmp_path / "params.yaml").write_text("seed: 1\n")
+    with pytest.raises(IsaraError, match="uncommitted changes to params.yaml"):
+        study.run([0, 1], tmp_path / "study", root=tmp_path)
+    assert not (tmp_path / "study").exists()
