@@ -99,6 +99,12 @@ def run(seeds: list[int], out: Path, max_per_suite: int = EVERY_PROMPT, root: Pa
     params = load_params(root / "params.yaml")
     sampled = sampled_arms(params.iterations)
     record = _record(out)
+    if record.get("max_per_suite") != max_per_suite or record.get("sampled") != sampled:
+        record = {"seeds": {}}  # another study's runs: not mixed with these
+    # Seeds already recorded and not rerun are kept, so an interrupted study goes on with the rest;
+    # the deterministic arms run under the first seed unless a kept run holds them.
+    kept = {s: r for s, r in record["seeds"].items() if int(s) not in seeds}
+    deterministic_done = any(len(r["arms"]) > len(sampled) for r in kept.values())
     record.update(
         {
             "max_per_suite": max_per_suite,
@@ -109,7 +115,7 @@ def run(seeds: list[int], out: Path, max_per_suite: int = EVERY_PROMPT, root: Pa
     )
     try:
         for i, seed in enumerate(seeds):
-            arms = sampled + (list(DETERMINISTIC) if i == 0 else [])
+            arms = sampled + (list(DETERMINISTIC) if i == 0 and not deterministic_done else [])
             targets = [f"evaluate@{a}" for a in sampled] + ([DETERMINISTIC[a] for a in arms[len(sampled) :]])
             name = f"study-seed{seed}"
             _sh(["dvc", "exp", "remove", name], root, check=False)  # a rerun replaces its own experiment
@@ -122,7 +128,7 @@ def run(seeds: list[int], out: Path, max_per_suite: int = EVERY_PROMPT, root: Pa
                 "-S",
                 f"seed={seed}",
                 "-S",
-                f"evaluate.max_per_suite={EVERY_PROMPT}",
+                f"evaluate.max_per_suite={max_per_suite}",
             ]
             log.info("seed %d: %s", seed, " ".join(cmd + targets))
             start = time.monotonic()
