@@ -104,3 +104,20 @@ def test_a_run_refuses_uncommitted_params_and_repeated_seeds(tmp_path: Path) -> 
     with pytest.raises(IsaraError, match="uncommitted changes to params.yaml"):
         study.run([0, 1], tmp_path / "study", root=tmp_path)
     assert not (tmp_path / "study").exists()
+
+
+def _comp(harm: str, xstest: str = "not separable at this sample size") -> dict:
+    rates = {"harmful_category": {"verdict": harm}, "over_refusal_xstest": {"verdict": xstest}}
+    return {"x": "it2", "pairs": {"sft": {"trained": rates}}}
+
+
+def test_the_readmes_rule_reads_the_verdicts() -> None:
+    ns = "not separable at this sample size"
+    assert study.answer(_comp("better"), "sft") == "it2 against sft: beats it"
+    assert study.answer(_comp("worse"), "sft") == "it2 against sft: loses to it"
+    assert study.answer(_comp(ns, "worse"), "sft") == "it2 against sft: loses to it"
+    assert "bought with separably more over-refusal (over_refusal_xstest)" in study.answer(
+        _comp("better", "worse"), "sft"
+    )
+    assert "not separable" in study.answer(_comp(ns, "better"), "sft")
+    assert study.answer(_comp("better"), "sft_matched") == "it2 against sft_matched: not measured"
