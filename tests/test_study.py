@@ -8,10 +8,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 
 from isara import study
 from isara.errors import IsaraError
 from isara.paired import mcnemar
+from tests.conftest import REPO
 
 N = 40  # category prompts, all harmful
 
@@ -92,6 +94,7 @@ def test_the_isara_arm_is_the_last_iteration() -> None:
         study.sampled_arms({"oneshot": 0})
 
 
+@pytest.mark.model  # starts git
 def test_a_run_refuses_uncommitted_params_and_repeated_seeds(tmp_path: Path) -> None:
     sh = lambda *cmd: subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True)  # noqa: E731
     sh("git", "init", "-q")
@@ -121,3 +124,87 @@ def test_the_readmes_rule_reads_the_verdicts() -> None:
     )
     assert "not separable" in study.answer(_comp(ns, "better"), "sft")
     assert study.answer(_comp("better"), "sft_matched") == "it2 against sft_matched: not measured"
+
+
+# A stand-in for the pipeline: the stage names the study targets, each writing judged generations
+# in a second; the sampled arms' answers follow `seed`, the others do not.
+STAND_IN = """
+import json, sys
+from pathlib import Path
+import polars as pl
+import yaml
+sys.path.insert(0, sys.argv[1])
+from tests.test_study import generations
+what, name = sys.argv[2], sys.argv[3]
+params = yaml.safe_load(open("params.yaml"))
+if what == "judge":
+    Path("models/judges").mkdir(parents=True, exist_ok=True)
+    Path("models/judges/weights").write_text("one judge")
+    Path("metrics").mkdir(exist_ok=True)
+    Path("metrics/judge.json").write_text(json.dumps({"threshold": 0.5}))
+else:
+    k = params["seed"] + 1 if name in ("it2", "oneshot") else 3
+    Path("data/eval").mkdir(parents=True, exist_ok=True)
+    generations(name, set(range(0, 40, k))).head(2 * params["evaluate"]["max_per_suite"]).write_parquet(
+        f"data/eval/{name}.parquet")
+"""
+
+
+def stand_in_pipeline(root: Path) -> None:
+    def stage(name: str, items: list[str] | None = None) -> dict:
+        cmd = f"python stand_in.py {REPO} {name} " + ("${item}" if items else "judge")
+        outs = ["data/eval/${item}.parquet"] if items else ["models/judges", {"metrics/judge.json": {"cache": False}}]
+        do = {"cmd": cmd, "deps": ["stand_in.py"] + (["models/judges"] if items else []), "outs": outs}
+        do["params"] = ["seed", "evaluate.max_per_suite"] if items else []
+        return {"foreach": items, "do": do} if items else do
+
+    stages = {
+        "judge": stage("judge"),
+        "evaluate": stage("eval", ["it2", "oneshot"]),
+        "baseline": stage("eval", ["pretrained", "sft", "sft_matched"]),
+        "icl_baseline": stage("eval", ["icl_knn"]),
+    }
+    (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
+    (root / "stand_in.py").write_text(STAND_IN)
+    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    params["evaluate"]["max_per_suite"] = 20
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    sh = lambda *cmd: subprocess.run(cmd, cwd=root, check=True, capture_output=True)  # noqa: E731
+    sh("git", "init", "-q")
+    sh("dvc", "init", "-q")
+    sh("dvc", "config", "core.analytics", "false")
+    sh("dvc", "repro", "-q")
+    sh("git", "add", "-A")
+    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "committed run")
+
+
+@pytest.mark.model  # starts git and dvc
+def test_a_run_is_one_experiment_per_seed_resumes_and_puts_the_workspace_back(tmp_path: Path) -> None:
+    stand_in_pipeline(tmp_path)
+    committed = {f: (tmp_path / f).read_bytes() for f in ("params.yaml", "dvc.lock", "data/eval/it2.parquet")}
+    out = tmp_path / "study"
+    record = study.run([0, 1], out, max_per_suite=10, root=tmp_path)
+    assert record["seeds"]["0"]["arms"] == ["it2", "oneshot", "sft", "sft_matched", "icl_knn", "pretrained"]
+    assert record["seeds"]["1"]["arms"] == ["it2", "oneshot"]
+    assert record["seeds"]["0"]["judge_md5"] == record["seeds"]["1"]["judge_md5"]
+    seed0, seed1 = (pl.read_parquet(out / f"seed{s}/it2.parquet") for s in (0, 1))
+    assert seed0.height == seed1.height == 20  # the runs answered max_per_suite prompts of each suite
+    assert seed0["harm_score"].sum() == 20 and seed1["harm_score"].sum() == 10  # each seed's own answers
+    refs = subprocess.run(["git", "for-each-ref", "refs/exps", "--format=%(refname)"], cwd=tmp_path,
+                          capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert "/study-seed0\n" in refs and "/study-seed1\n" in refs
+    # the workspace is the committed run again
+    assert {f: (tmp_path / f).read_bytes() for f in committed} == committed
+    # an interrupted study goes on: seed 2 joins the recorded seeds, the deterministic arms are not rerun
+    record = study.run([2], out, max_per_suite=10, root=tmp_path)
+    assert sorted(record["seeds"]) == ["0", "1", "2"] and record["seeds"]["2"]["arms"] == ["it2", "oneshot"]
+    summary = (
+        json.loads((out / "summary.json").read_text(encoding="utf-8")) if (out / "summary.json").exists() else None
+    )
+    assert summary is None  # run() records; the page is `isara study report`'s
+    study.report(out)
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert len(summary["comparisons"]["pairs"]["sft"]["trained"]["harmful_category"]["runs"]) == 3
+    # another study's settings start a new record instead of mixing with it
+    record = study.run([5], out, max_per_suite=5, root=tmp_path)
+    assert sorted(record["seeds"]) == ["5"] and len(record["seeds"]["5"]["arms"]) == 6
