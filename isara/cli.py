@@ -37,6 +37,23 @@ def _eval_import(args: argparse.Namespace) -> None:
     print(f"wrote {args.out} ({n} prompts); pass it to `isara domain NAME --eval {args.out}`")
 
 
+def _overrides(items: list[str]) -> dict[str, str]:
+    """--set key=value items as {key: value text}, each value checked to be YAML."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise IsaraError(f"--set {item}: expected key=value")
+        try:
+            yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise IsaraError(f"--set {item}: the value is not valid YAML ({str(err).splitlines()[0]})") from None
+        out[key] = value
+    return out
+
+
 def _domain(args: argparse.Namespace) -> None:
     import yaml
 
@@ -48,16 +65,7 @@ def _domain(args: argparse.Namespace) -> None:
         return
     if not args.seed or not args.eval:
         raise IsaraError("isara domain NAME needs --seed and --eval (or --refresh for an existing domain)")
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise IsaraError(f"--set {item}: expected key=value")
-        try:
-            overrides[key] = yaml.safe_load(value)
-        except yaml.YAMLError as err:
-            raise IsaraError(f"--set {item}: the value is not valid YAML ({str(err).splitlines()[0]})") from None
-    folder = create(args.name, args.seed, args.eval, overrides)
+    folder = create(args.name, args.seed, args.eval, {k: yaml.safe_load(v) for k, v in _overrides(args.set).items()})
     print(f"wrote {folder}/dvc.yaml and {folder}/params.yaml; run: dvc repro {folder}/dvc.yaml")
 
 
@@ -125,9 +133,12 @@ def _export(args: argparse.Namespace) -> None:
 def _study(args: argparse.Namespace) -> None:
     from isara import study
 
+    if args.action == "table":
+        print(study.table([Path(d) for d in args.dirs]), end="")
+        return
     out = Path(args.out)
     if args.action == "run":
-        study.run(args.seeds, out, args.max_per_suite or study.EVERY_PROMPT)
+        study.run(args.seeds, out, args.max_per_suite or study.EVERY_PROMPT, overrides=_overrides(args.set))
     print(f"wrote {study.report(out)}")
 
 
@@ -240,8 +251,11 @@ def main(argv: list[str] | None = None) -> None:
     stu = sub.add_parser(
         "study", help="ISARA against every baseline over seeds and every held-out prompt (DVC experiments)"
     )
-    stu.add_argument("action", choices=["run", "report"], help="run: one experiment per seed, then the page; "
-                     "report: the page from what the folder holds")  # fmt: skip
+    stu.add_argument("action", choices=["run", "report", "table"], help="run: one experiment per seed, then the "
+                     "page; report: the page from what the folder holds; table: one row per study folder")  # fmt: skip
+    stu.add_argument("dirs", nargs="*", help="table: the study folders to set side by side")
+    stu.add_argument("--set", action="append", default=[], help="run: a params override for every run of the "
+                     "study, e.g. contexts=8 (an ablation setting); the folder records it")  # fmt: skip
     stu.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="run: the seeds (default 0 1 2)")
     stu.add_argument("--max-per-suite", type=int, default=None, help="run: prompts per suite (default: every prompt)")
     stu.add_argument("--out", default="study", help="the study folder: generations, runs.json, index.md")

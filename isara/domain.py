@@ -64,11 +64,8 @@ def _stage(body: dict, up: str) -> dict:
     return body
 
 
-def domain_params(params: dict, up: str, seed_file: str, eval_file: str, overrides: dict) -> dict:
-    """Root params, the overrides, the domain's files; then every data path as seen from the folder.
-
-    All paths (in --seed, --eval and --set data.*) are given relative to the root.
-    """
+def apply_overrides(params: dict, overrides: dict) -> dict:
+    """A copy of params with each dotted key (train.lr) set; a missing section is a one-line error."""
     out = copy.deepcopy(params)
     for dotted, value in overrides.items():
         node = out
@@ -78,6 +75,15 @@ def domain_params(params: dict, up: str, seed_file: str, eval_file: str, overrid
                 raise IsaraError(f"--set {dotted}: params.yaml has no section '{p}'")
             node = node[p]
         node[leaf] = value
+    return out
+
+
+def domain_params(params: dict, up: str, seed_file: str, eval_file: str, overrides: dict) -> dict:
+    """Root params, the overrides, the domain's files; then every data path as seen from the folder.
+
+    All paths (in --seed, --eval and --set data.*) are given relative to the root.
+    """
+    out = apply_overrides(params, overrides)
     data = out["data"]
     data["seed_file"], data["eval_file"] = seed_file, eval_file
     for key in DATA_PATHS:

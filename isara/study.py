@@ -26,7 +26,7 @@ import polars as pl
 import yaml
 
 from isara import paths, schema
-from isara.config import load_params
+from isara.config import Params, parse_params
 from isara.errors import IsaraError
 from isara.paired import RATES, compare_files, flags
 from isara.stats import rate as rate_of
@@ -74,12 +74,32 @@ def _record(out: Path) -> dict:
     return _load(out / RUNS) or {"seeds": {}}
 
 
-def run(seeds: list[int], out: Path, max_per_suite: int = EVERY_PROMPT, root: Path = Path(".")) -> dict:
+def settings(root: Path, overrides: dict[str, str]) -> Params:
+    """The params every run of the study starts from: params.yaml with the overrides, checked."""
+    from isara.domain import apply_overrides
+
+    owned = sorted({"seed", "evaluate.max_per_suite"} & set(overrides))
+    if owned:
+        raise IsaraError(f"--set {owned[0]}: the study sets it in each run (--seeds, --max-per-suite)")
+    base = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+    values = {k: yaml.safe_load(v) for k, v in overrides.items()}
+    return parse_params(apply_overrides(base, values), "params.yaml with --set " + " ".join(overrides))
+
+
+def run(
+    seeds: list[int],
+    out: Path,
+    max_per_suite: int = EVERY_PROMPT,
+    root: Path = Path("."),
+    overrides: dict[str, str] | None = None,
+) -> dict:
     """One DVC experiment per seed; each run's generations and wall time recorded under `out`.
 
     max_per_suite below a suite's size answers the same seeded choice of its prompts in every run
-    (drawn with SPLIT_SEED), so the arms still pair; the default answers every prompt.
+    (drawn with SPLIT_SEED), so the arms still pair; the default answers every prompt. overrides
+    ({"contexts": "8"}) are set in every run of the study: an ablation setting.
     """
+    overrides = dict(overrides or {})
     if len(set(seeds)) != len(seeds) or not seeds:
         raise IsaraError(f"--seeds {' '.join(map(str, seeds))}: give distinct seeds")
     if shutil.which("dvc") is None:
@@ -96,10 +116,14 @@ def run(seeds: list[int], out: Path, max_per_suite: int = EVERY_PROMPT, root: Pa
     if dirty:
         raise IsaraError(f"uncommitted changes to {', '.join(dirty[:3])}{' ...' if len(dirty) > 3 else ''}: "
                          "commit or stash them; the study puts the workspace back to the last commit")  # fmt: skip
-    params = load_params(root / "params.yaml")
+    params = settings(root, overrides)
     sampled = sampled_arms(params.iterations)
     record = _record(out)
-    if record.get("max_per_suite") != max_per_suite or record.get("sampled") != sampled:
+    if (record.get("max_per_suite"), record.get("sampled"), record.get("overrides", {})) != (
+        max_per_suite,
+        sampled,
+        overrides,
+    ):
         record = {"seeds": {}}  # another study's runs: not mixed with these
     # Seeds already recorded and not rerun are kept, so an interrupted study goes on with the rest;
     # the deterministic arms run under the first seed unless a kept run holds them.
@@ -108,6 +132,7 @@ def run(seeds: list[int], out: Path, max_per_suite: int = EVERY_PROMPT, root: Pa
     record.update(
         {
             "max_per_suite": max_per_suite,
+            "overrides": overrides,
             "sampled": sampled,
             "deterministic": sorted(DETERMINISTIC),
             "threshold": params.judge.threshold,
@@ -129,6 +154,7 @@ def run(seeds: list[int], out: Path, max_per_suite: int = EVERY_PROMPT, root: Pa
                 f"seed={seed}",
                 "-S",
                 f"evaluate.max_per_suite={max_per_suite}",
+                *(a for k, v in overrides.items() for a in ("-S", f"{k}={v}")),
             ]
             log.info("seed %d: %s", seed, " ".join(cmd + targets))
             start = time.monotonic()
@@ -271,6 +297,14 @@ def report(out: Path) -> Path:
         f"from the generations in this folder; the runs are the DVC experiments "
         f"{', '.join(record['seeds'][s]['experiment'] for s in seeds)}.",
         "",
+        *(
+            [
+                f"Settings of every run: {', '.join(f'`{k}={v}`' for k, v in record['overrides'].items())}; the rest as params.yaml.",
+                "",
+            ]
+            if record.get("overrides")
+            else []
+        ),  # fmt: skip
         "## The answer, by the README's rule",
         "",
         *[f"- {a}" for a in answers.values()],
@@ -328,3 +362,49 @@ def report(out: Path) -> Path:
     lines += ["", f"Total: {total:.1f} minutes.", ""]
     paths.write_text(out / "index.md", "\n".join(lines))
     return out / "index.md"
+
+
+TABLE_HEADER = [
+    "study",
+    "settings",
+    "seeds",
+    "ISARA harmful: category",
+    "harmful: other",
+    "over-refusal: XSTest",
+    "over-refusal: AlpacaEval",
+    "ICL-kNN harmful: category (the teacher)",
+    "against SFT",
+    "minutes",
+]
+
+
+def _mean(summary: dict, arm: str, rate: str) -> str:
+    """An arm's rate, the mean over its runs, from a study's summary.json ("—" for an arm it lacks)."""
+    runs = summary["rates"].get(arm, {}).get(rate)
+    return _pct(sum(r["rate"] for r in runs) / len(runs)) if runs else "—"
+
+
+def table(dirs: list[Path]) -> str:
+    """One row per study folder (an ablation setting): the ISARA arm's rates, the teacher's, the answer."""
+    from isara.report import _load, _md_table
+
+    rows = []
+    for d in dirs:
+        record, summary = _load(d / RUNS), _load(d / "summary.json")
+        if not record or not summary:
+            raise IsaraError(f"{d}: no runs.json and summary.json; `isara study run` / `isara study report` write them")
+        if sorted(summary["seeds"]) != sorted(int(k) for k in record["seeds"]):
+            raise IsaraError(f"{d}: summary.json is older than runs.json; run `isara study report --out {d}`")
+        x = summary["comparisons"]["x"]
+
+        overrides = record.get("overrides") or {}
+        rows.append([
+            d.name,
+            ", ".join(f"{k}={v}" for k, v in overrides.items()) or "params.yaml",
+            str(len(summary["seeds"])),
+            *(_mean(summary, x, r) for r in RATES),
+            _mean(summary, "icl_knn", "harmful_category"),
+            summary["answers"]["sft"].split(": ", 1)[1],
+            f"{sum(r['wall_s'] for r in record['seeds'].values()) / 60:.0f}",
+        ])  # fmt: skip
+    return "\n".join(_md_table(TABLE_HEADER, rows)) + "\n"

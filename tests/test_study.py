@@ -208,3 +208,30 @@ def test_a_run_is_one_experiment_per_seed_resumes_and_puts_the_workspace_back(tm
     # another study's settings start a new record instead of mixing with it
     record = study.run([5], out, max_per_suite=5, root=tmp_path)
     assert sorted(record["seeds"]) == ["5"] and len(record["seeds"]["5"]["arms"]) == 6
+    # an ablation setting: set in every run, recorded, on the page and in the table across studies
+    ablation = tmp_path / "contexts3"
+    record = study.run([0], ablation, max_per_suite=10, root=tmp_path, overrides={"contexts": "3"})
+    assert record["overrides"] == {"contexts": "3"}
+    refs = subprocess.run(["git", "for-each-ref", "refs/exps", "--format=%(objectname)"], cwd=tmp_path,
+                          capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    ran = [yaml.safe_load(subprocess.run(["git", "show", f"{r}:params.yaml"], cwd=tmp_path, capture_output=True,
+                                         text=True, check=True).stdout)["contexts"] for r in refs]  # fmt: skip
+    assert 3 in ran
+    assert "Settings of every run: `contexts=3`" in study.report(ablation).read_text(encoding="utf-8")
+    with pytest.raises(IsaraError, match="summary.json is older than runs.json"):
+        study.table([out, ablation])
+    study.report(out)
+    rows = study.table([out, ablation]).splitlines()
+    assert rows[2].startswith("| study | params.yaml | 1 |") and rows[3].startswith("| contexts3 | contexts=3 | 1 |")
+    assert (tmp_path / "params.yaml").read_bytes() == committed["params.yaml"]
+
+
+def test_overrides_are_checked_before_anything_runs(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_bytes((REPO / "params.yaml").read_bytes())
+    assert study.settings(tmp_path, {"contexts": "8", "train.schedule": "cosine"}).contexts == 8
+    with pytest.raises(IsaraError, match="contexts"):
+        study.settings(tmp_path, {"contexts": "many"})
+    with pytest.raises(IsaraError, match="no section 'nosuch'"):
+        study.settings(tmp_path, {"nosuch.key": "1"})
+    with pytest.raises(IsaraError, match="--set seed: the study sets it"):
+        study.settings(tmp_path, {"seed": "1"})
