@@ -138,7 +138,8 @@ def _study(args: argparse.Namespace) -> None:
         return
     out = Path(args.out)
     if args.action == "run":
-        study.run(args.seeds, out, args.max_per_suite or study.EVERY_PROMPT, overrides=_overrides(args.set))
+        study.run(args.seeds, out, args.max_per_suite or study.EVERY_PROMPT, overrides=_overrides(args.set),
+                  only=args.only)  # fmt: skip
     print(f"wrote {study.report(out)}")
 
 
@@ -256,6 +257,7 @@ def main(argv: list[str] | None = None) -> None:
     stu.add_argument("dirs", nargs="*", help="table: the study folders to set side by side")
     stu.add_argument("--set", action="append", default=[], help="run: a params override for every run of the "
                      "study, e.g. contexts=8 (an ablation setting); the folder records it")  # fmt: skip
+    stu.add_argument("--only", nargs="+", default=None, help="run: these arms alone, e.g. icl_knn (the teacher)")
     stu.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="run: the seeds (default 0 1 2)")
     stu.add_argument("--max-per-suite", type=int, default=None, help="run: prompts per suite (default: every prompt)")
     stu.add_argument("--out", default="study", help="the study folder: generations, runs.json, index.md")

@@ -92,12 +92,14 @@ def run(
     max_per_suite: int = EVERY_PROMPT,
     root: Path = Path("."),
     overrides: dict[str, str] | None = None,
+    only: list[str] | None = None,
 ) -> dict:
     """One DVC experiment per seed; each run's generations and wall time recorded under `out`.
 
     max_per_suite below a suite's size answers the same seeded choice of its prompts in every run
     (drawn with SPLIT_SEED), so the arms still pair; the default answers every prompt. overrides
-    ({"contexts": "8"}) are set in every run of the study: an ablation setting.
+    ({"contexts": "8"}) are set in every run of the study: an ablation setting. only: these arms
+    alone (["icl_knn"]: the teacher's quality at a setting, without training ISARA).
     """
     overrides = dict(overrides or {})
     if len(set(seeds)) != len(seeds) or not seeds:
@@ -118,21 +120,27 @@ def run(
                          "commit or stash them; the study puts the workspace back to the last commit")  # fmt: skip
     params = settings(root, overrides)
     sampled = sampled_arms(params.iterations)
+    chosen = list(only or sampled + list(DETERMINISTIC))
+    unknown = [a for a in chosen if a not in sampled and a not in DETERMINISTIC]
+    if unknown:
+        raise IsaraError(f"--only {unknown[0]}: not an arm of the study ({', '.join(sampled + list(DETERMINISTIC))})")
     record = _record(out)
-    if (record.get("max_per_suite"), record.get("sampled"), record.get("overrides", {})) != (
+    if (record.get("max_per_suite"), record.get("sampled"), record.get("overrides", {}), record.get("only")) != (
         max_per_suite,
         sampled,
         overrides,
+        only,
     ):
         record = {"seeds": {}}  # another study's runs: not mixed with these
     # Seeds already recorded and not rerun are kept, so an interrupted study goes on with the rest;
     # the deterministic arms run under the first seed unless a kept run holds them.
     kept = {s: r for s, r in record["seeds"].items() if int(s) not in seeds}
-    deterministic_done = any(len(r["arms"]) > len(sampled) for r in kept.values())
+    deterministic_done = any(set(r["arms"]) & set(DETERMINISTIC) for r in kept.values())
     record.update(
         {
             "max_per_suite": max_per_suite,
             "overrides": overrides,
+            "only": only,
             "sampled": sampled,
             "deterministic": sorted(DETERMINISTIC),
             "threshold": params.judge.threshold,
@@ -140,9 +148,12 @@ def run(
     )
     try:
         for i, seed in enumerate(seeds):
-            arms = sampled + (list(DETERMINISTIC) if i == 0 and not deterministic_done else [])
-            targets = [f"evaluate@{a}" for a in sampled] + ([DETERMINISTIC[a] for a in arms[len(sampled) :]])
-            name = f"study-seed{seed}"
+            first = i == 0 and not deterministic_done
+            arms = [a for a in sampled if a in chosen] + [a for a in DETERMINISTIC if a in chosen and first]
+            if not arms:
+                continue  # only deterministic arms chosen: they ran under the first seed
+            targets = [DETERMINISTIC[a] if a in DETERMINISTIC else f"evaluate@{a}" for a in arms]
+            name = f"{out.resolve().name}-seed{seed}"  # one study's experiments do not replace another's
             _sh(["dvc", "exp", "remove", name], root, check=False)  # a rerun replaces its own experiment
             cmd = [
                 "dvc",
@@ -205,7 +216,7 @@ def compare_arms(arms: dict[str, list[pl.DataFrame]], x: str, threshold: float) 
     from isara.report import AGAINST, _keyword_judged
 
     out: dict = {"x": x, "threshold": threshold, "pairs": {}}
-    for base in (b for b in AGAINST if b in arms and b != x):
+    for base in (b for b in AGAINST if b in arms and b != x and x in arms):
         trained = compare_files(arms[x], arms[base], threshold)
         keyword = compare_files([_keyword_judged(g) for g in arms[x]], [_keyword_judged(g) for g in arms[base]], 0.5)
         flips = [r for r in trained if r in keyword and trained[r]["difference"] * keyword[r]["difference"] < 0]
@@ -289,9 +300,13 @@ def report(out: Path) -> Path:
     summary = {"seeds": [int(s) for s in seeds], "rates": table, "comparisons": comp, "answers": answers}
     paths.write_json(out / "summary.json", summary)
 
-    lines = [f"# The study: {x} against every baseline, {len(seeds)} seeds, every held-out prompt", ""]
+    title = f"{x} against every baseline" if comp["pairs"] else ", ".join(arms)
+    n = record.get("max_per_suite", EVERY_PROMPT)
+    prompts = "every held-out prompt" if n >= EVERY_PROMPT else f"at most {n} prompts per suite"
+    lines = [f"# The study: {title}, {len(seeds)} seeds, {prompts}", ""]
     lines += [
-        f"Seeds {', '.join(seeds)}. Sampled arms ({', '.join(record['sampled'])}) ran under every seed; "
+        f"Seeds {', '.join(seeds)}. Sampled arms ({', '.join(a for a in record['sampled'] if a in arms) or 'none'}) "
+        "ran under every seed; "
         f"deterministic arms ({', '.join(a for a in DETERMINISTIC if a in arms)}) once, under seed {seeds[0]}. "
         "One judge for every run (the same hash in every run's dvc.lock). Built by `isara study report` "
         f"from the generations in this folder; the runs are the DVC experiments "
@@ -321,7 +336,8 @@ def report(out: Path) -> Path:
               "test when both arms ran once.", "", "## Paired differences", ""]  # fmt: skip
     lines += _md_table(COMPARISON_HEADER, comparison_lines(comp))
     lines += ["", "ISARA and baseline: each arm's rate, the mean over its runs; per seed below.", ""]
-    lines += ["![paired differences](forest.png)", "", "## Per seed: exact McNemar on the same prompts", ""]
+    lines += ["![paired differences](forest.png)"] if comp["pairs"] else []
+    lines += ["", "## Per seed: exact McNemar on the same prompts", ""]
     per_seed = []
     for base, both in comp["pairs"].items():
         for rate, r in both["trained"].items():

@@ -224,6 +224,19 @@ def test_a_run_is_one_experiment_per_seed_resumes_and_puts_the_workspace_back(tm
     rows = study.table([out, ablation]).splitlines()
     assert rows[2].startswith("| study | params.yaml | 1 |") and rows[3].startswith("| contexts3 | contexts=3 | 1 |")
     assert (tmp_path / "params.yaml").read_bytes() == committed["params.yaml"]
+    # the teacher alone at a setting: one run, under the first seed; the page has its rates, no comparison
+    teacher = tmp_path / "teacher-contexts3"
+    record = study.run([0, 1], teacher, max_per_suite=10, root=tmp_path, overrides={"contexts": "3"}, only=["icl_knn"])
+    assert list(record["seeds"]) == ["0"] and record["seeds"]["0"]["arms"] == ["icl_knn"]
+    assert "/teacher-contexts3-seed0\n" in subprocess.run(["git", "for-each-ref", "refs/exps", "--format=%(refname)"],
+                                                          cwd=tmp_path, capture_output=True, text=True).stdout  # fmt: skip
+    study.report(teacher)
+    assert study.table([teacher]).splitlines()[2].split(" | ")[3:9] == ["—"] * 4 + [
+        "35.0%",
+        "it2 against sft: not measured".split(": ", 1)[1],
+    ]
+    with pytest.raises(IsaraError, match="--only sft_lora: not an arm"):
+        study.run([0], teacher, root=tmp_path, only=["sft_lora"])
 
 
 def test_overrides_are_checked_before_anything_runs(tmp_path: Path) -> None:
