@@ -293,18 +293,21 @@ def _rate_cell(r: dict) -> str:
 
 
 def comparison_lines(comp: dict) -> list[list[str]]:
-    """One row per (baseline, rate): rates, difference, interval, p, verdict, and the keyword judge's view."""
+    """One row per (baseline, rate): rates, difference, interval, p, verdict, and the keyword judge's view.
+
+    Each arm's rate is the mean over its runs (one per seed in a study; one in a pipeline run).
+    """
     out = []
     for base, both in comp.get("pairs", {}).items():
         for rate, r in both["trained"].items():
             kw = both["keyword"].get(rate)
-            run = r["runs"][0]
+            runs = r["runs"]
             out.append(
                 [
                     base,
-                    f"{rate} (n={r['n_prompts']})",
-                    _pct(run["x_rate"]),
-                    _pct(run["y_rate"]),
+                    f"{rate} (n={r['n_prompts']}" + (f", runs={len(runs)})" if len(runs) > 1 else ")"),
+                    _pct(sum(run["x_rate"] for run in runs) / len(runs)),
+                    _pct(sum(run["y_rate"] for run in runs) / len(runs)),
                     f"{r['difference']:+.1%}",
                     f"[{r['ci95'][0]:+.1%}, {r['ci95'][1]:+.1%}]",
                     f"{r['p_value']:.3f}",

@@ -255,28 +255,6 @@ def _pct(x: float) -> str:
     return f"{x:.1%}"
 
 
-def comparison_lines(comp: dict) -> list[list[str]]:
-    """As report.comparison_lines, with each arm's rate the mean over its runs."""
-    out = []
-    for base, both in comp["pairs"].items():
-        for rate, r in both["trained"].items():
-            kw = both["keyword"].get(rate)
-            runs = r["runs"]
-            out.append([
-                base,
-                f"{rate} (n={r['n_prompts']}, runs={len(runs)})",
-                _pct(sum(run["x_rate"] for run in runs) / len(runs)),
-                _pct(sum(run["y_rate"] for run in runs) / len(runs)),
-                f"{r['difference']:+.1%}",
-                f"[{r['ci95'][0]:+.1%}, {r['ci95'][1]:+.1%}]",
-                f"{r['p_value']:.3f}",
-                r["verdict"],
-                "—" if kw is None else f"{kw['difference']:+.1%} ({kw['verdict']})",
-                "yes" if rate in both["flips"] else "",
-            ])  # fmt: skip
-    return out
-
-
 def report(out: Path) -> Path:
     """index.md, summary.json and forest.png of the study folder, from its recorded generations."""
     from isara.report import (
@@ -285,6 +263,7 @@ def report(out: Path) -> Path:
         TARGET_HALF_WIDTH,
         _load,
         _md_table,
+        comparison_lines,
         judge_lines,
         judge_note,
         plot_study,
