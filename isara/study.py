@@ -251,6 +251,15 @@ def answer(comp: dict, base: str) -> str:
     return f"{comp['x']} against {base}: {word}"
 
 
+def _verdicts(comp: dict, base: str) -> list[str]:
+    """The three rates the rule reads: difference, p and verdict, for one baseline."""
+    rates = comp["pairs"].get(base, {}).get("trained", {})
+    return [
+        f"{r['difference']:+.1%} (p={r['p_value']:.3f}, {r['verdict']})" if r else "—"
+        for r in (rates.get(k) for k in ("harmful_category", "over_refusal_xstest", "over_refusal_alpaca"))
+    ]
+
+
 def _pct(x: float) -> str:
     return f"{x:.1%}"
 
@@ -301,7 +310,10 @@ def report(out: Path) -> Path:
         ),  # fmt: skip
         "## The answer, by the README's rule",
         "",
-        *[f"- {a}" for a in answers.values()],
+        *_md_table(
+            ["against", "answer", "harmful: category", "over-refusal: XSTest", "over-refusal: AlpacaEval"],
+            [[base, a.split(": ", 1)[1], *_verdicts(comp, base)] for base, a in answers.items()],
+        ),  # fmt: skip
         "",
         "## Verdicts",
         "",
