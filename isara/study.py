@@ -347,7 +347,7 @@ def report(out: Path) -> Path:
     lines += ["", "## Power", ""]
     first = next(iter(comp["pairs"].values()))["trained"] if comp["pairs"] else {}
     power = [[rate, str(r["n_prompts"]), f"±{1.96 * (0.25 / r['n_prompts']) ** 0.5:.1%}",
-              "yes" if 1.96 * (0.25 / r["n_prompts"]) ** 0.5 <= TARGET_HALF_WIDTH else "no: every prompt the data has"]
+              "yes" if 1.96 * (0.25 / r["n_prompts"]) ** 0.5 <= TARGET_HALF_WIDTH else "no: every held-out prompt"]
              for rate, r in first.items()]  # fmt: skip
     lines += _md_table(["rate", "prompts", "widest 95% half-width of one rate", "within ±6 points"], power)
     lines += ["", "## Judges (held out)", ""]
