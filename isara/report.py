@@ -206,7 +206,9 @@ def plot_study(comp: dict, runs: dict[str, dict], out: Path) -> list[str]:
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_yticks(y, labels, fontsize=8)
         ax.set_xlabel(f"{comp['x']} minus baseline (lower is better), 95% interval")
-        ax.set_title("Paired differences on the same prompts\n(green better, red worse, grey not separable)", fontsize=10)
+        ax.set_title(
+            "Paired differences on the same prompts\n(green better, red worse, grey not separable)", fontsize=10
+        )
         made.append(_finish(fig, ax, out, "forest.png"))
     if runs:
         names = list(runs)
