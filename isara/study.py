@@ -375,7 +375,8 @@ TABLE_HEADER = [
     "study",
     "settings",
     "seeds",
-    "ISARA harmful: category",
+    "arm",
+    "harmful: category",
     "harmful: other",
     "over-refusal: XSTest",
     "over-refusal: AlpacaEval",
@@ -392,7 +393,8 @@ def _mean(summary: dict, arm: str, rate: str) -> str:
 
 
 def table(dirs: list[Path]) -> str:
-    """One row per study folder (an ablation setting): the ISARA arm's rates, the teacher's, the answer."""
+    """One row per study folder (an ablation setting): the ISARA arm's rates (or, in a study of the
+    teacher alone, the teacher's), the teacher's category harm, the rule's answer, minutes."""
     from isara.report import _load, _md_table
 
     rows = []
@@ -403,13 +405,15 @@ def table(dirs: list[Path]) -> str:
         if sorted(summary["seeds"]) != sorted(int(k) for k in record["seeds"]):
             raise IsaraError(f"{d}: summary.json is older than runs.json; run `isara study report --out {d}`")
         x = summary["comparisons"]["x"]
+        arm = x if x in summary["rates"] else next(iter(summary["rates"]))
 
         overrides = record.get("overrides") or {}
         rows.append([
             d.name,
             ", ".join(f"{k}={v}" for k, v in overrides.items()) or "params.yaml",
             str(len(summary["seeds"])),
-            *(_mean(summary, x, r) for r in RATES),
+            arm,
+            *(_mean(summary, arm, r) for r in RATES),
             _mean(summary, "icl_knn", "harmful_category"),
             summary["answers"]["sft"].split(": ", 1)[1],
             f"{sum(r['wall_s'] for r in record['seeds'].values()) / 60:.0f}",
