@@ -108,12 +108,9 @@ def run(
         raise IsaraError("dvc is not on PATH: install the project (make setup) first")
     # The runs rewrite tracked pipeline outputs (dvc.lock, params, metrics); they are put back from git
     # at the end, so a tracked file with changes of its own would be lost: refuse to start instead.
-    keep = (
-        f":(exclude){out.resolve().relative_to(root.resolve())}" if out.resolve().is_relative_to(root.resolve()) else ""
-    )
-    status = _sh(
-        ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *filter(None, [keep])], root
-    ).stdout
+    inside = out.resolve().is_relative_to(root.resolve())
+    keep = [f":(exclude){out.resolve().relative_to(root.resolve())}"] if inside else []  # the study's own files
+    status = _sh(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *keep], root).stdout
     dirty = [line[3:] for line in status.splitlines() if line.strip()]
     if dirty:
         raise IsaraError(f"uncommitted changes to {', '.join(dirty[:3])}{' ...' if len(dirty) > 3 else ''}: "
@@ -189,7 +186,7 @@ def run(
             log.info("seed %d done in %.1f min: %s", seed, wall / 60, ", ".join(arms))
     finally:
         # The workspace back to the committed run: tracked files from git, outputs from the cache.
-        _sh(["git", "checkout", "--", ".", *filter(None, [keep])], root, check=False)
+        _sh(["git", "checkout", "--", ".", *keep], root, check=False)
         if _sh(["dvc", "checkout", "--quiet"], root, check=False).returncode:
             log.warning("some outputs of dvc.lock are not in the cache: `dvc repro` rebuilds them")
     return record
@@ -216,7 +213,9 @@ def compare_arms(arms: dict[str, list[pl.DataFrame]], x: str, threshold: float) 
     from isara.report import AGAINST, _keyword_judged
 
     out: dict = {"x": x, "threshold": threshold, "pairs": {}}
-    for base in (b for b in AGAINST if b in arms and b != x and x in arms):
+    if x not in arms:  # a study of other arms alone (the teacher): nothing to pair
+        return out
+    for base in (b for b in AGAINST if b in arms and b != x):
         trained = compare_files(arms[x], arms[base], threshold)
         keyword = compare_files([_keyword_judged(g) for g in arms[x]], [_keyword_judged(g) for g in arms[base]], 0.5)
         flips = [r for r in trained if r in keyword and trained[r]["difference"] * keyword[r]["difference"] < 0]
@@ -341,13 +340,13 @@ def report(out: Path) -> Path:
     for arm, by_rate in table.items():
         for rate, runs in by_rate.items():
             cells = [f"{r['rate']:.1%} [{r['ci95'][0]:.1%}, {r['ci95'][1]:.1%}]" for r in runs]
-            mean = sum(r["rate"] for r in runs) / len(runs)
-            rate_rows.append([arm, f"{rate} (n={runs[0]['n']})", "; ".join(cells), _pct(mean)])
+            rate_rows.append([arm, f"{rate} (n={runs[0]['n']})", "; ".join(cells), _mean(runs)])
     lines += _md_table(["arm", "rate", "per seed (95% Wilson interval)", "mean over seeds"], rate_rows)
     lines += ["", "## Power", ""]
     first = next(iter(comp["pairs"].values()))["trained"] if comp["pairs"] else {}
-    power = [[rate, str(r["n_prompts"]), f"±{1.96 * (0.25 / r['n_prompts']) ** 0.5:.1%}",
-              "yes" if 1.96 * (0.25 / r["n_prompts"]) ** 0.5 <= TARGET_HALF_WIDTH else "no: every held-out prompt"]
+    half = {rate: 1.96 * (0.25 / r["n_prompts"]) ** 0.5 for rate, r in first.items()}  # at a rate of 50%
+    power = [[rate, str(r["n_prompts"]), f"±{half[rate]:.1%}",
+              "yes" if half[rate] <= TARGET_HALF_WIDTH else "no: every held-out prompt"]
              for rate, r in first.items()]  # fmt: skip
     lines += _md_table(["rate", "prompts", "widest 95% half-width of one rate", "within ±6 points"], power)
     lines += ["", "## Judges (held out)", ""]
@@ -386,9 +385,8 @@ TABLE_HEADER = [
 ]
 
 
-def _mean(summary: dict, arm: str, rate: str) -> str:
-    """An arm's rate, the mean over its runs, from a study's summary.json ("—" for an arm it lacks)."""
-    runs = summary["rates"].get(arm, {}).get(rate)
+def _mean(runs: list[dict] | None) -> str:
+    """A rate's mean over an arm's runs ("—" for an arm the study lacks)."""
     return _pct(sum(r["rate"] for r in runs) / len(runs)) if runs else "—"
 
 
@@ -413,8 +411,8 @@ def table(dirs: list[Path]) -> str:
             ", ".join(f"{k}={v}" for k, v in overrides.items()) or "params.yaml",
             str(len(summary["seeds"])),
             arm,
-            *(_mean(summary, arm, r) for r in RATES),
-            _mean(summary, "icl_knn", "harmful_category"),
+            *(_mean(summary["rates"][arm][r]) for r in RATES),
+            _mean(summary["rates"].get("icl_knn", {}).get("harmful_category")),
             summary["answers"]["sft"].split(": ", 1)[1],
             f"{sum(r['wall_s'] for r in record['seeds'].values()) / 60:.0f}",
         ])  # fmt: skip
