@@ -44,6 +44,7 @@ DETERMINISTIC = {
     "pretrained": "baseline@pretrained",
 }
 RUNS = "runs.json"
+TEACHER = ".teacher.json"  # beside a sampled arm's generations: metrics/teacher/<arm>.json of its run
 
 
 def sampled_arms(iterations: dict) -> list[str]:
@@ -121,6 +122,9 @@ def run(
     unknown = [a for a in chosen if a not in sampled and a not in DETERMINISTIC]
     if unknown:
         raise IsaraError(f"--only {unknown[0]}: not an arm of the study ({', '.join(sampled + list(DETERMINISTIC))})")
+    # The teacher's metrics (the judges on the self-labelled pairs) come with each sampled arm where
+    # the pipeline has the stage; they cost embeddings only.
+    teacher = "teacher" in yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8")).get("stages", {})
     record = _record(out)
     if (record.get("max_per_suite"), record.get("sampled"), record.get("overrides", {}), record.get("only")) != (
         max_per_suite,
@@ -150,6 +154,7 @@ def run(
             if not arms:
                 continue  # only deterministic arms chosen: they ran under the first seed
             targets = [DETERMINISTIC[a] if a in DETERMINISTIC else f"evaluate@{a}" for a in arms]
+            targets += [f"teacher@{a}" for a in arms if a not in DETERMINISTIC and teacher]  # the labels' quality
             name = f"{out.resolve().name}-seed{seed}"  # one study's experiments do not replace another's
             _sh(["dvc", "exp", "remove", name], root, check=False)  # a rerun replaces its own experiment
             cmd = [
@@ -173,6 +178,9 @@ def run(
             for arm in arms:
                 with paths.atomic(out / f"seed{seed}" / f"{arm}.parquet") as tmp:
                     shutil.copy(root / "data/eval" / f"{arm}.parquet", tmp)
+                if teacher and arm not in DETERMINISTIC:
+                    with paths.atomic(out / f"seed{seed}" / f"{arm}{TEACHER}") as tmp:
+                        shutil.copy(root / "metrics/teacher" / f"{arm}.json", tmp)
             if i == 0:
                 with paths.atomic(out / "judge.json") as tmp:
                     shutil.copy(root / "metrics/judge.json", tmp)
@@ -206,6 +214,57 @@ def _runs(out: Path) -> tuple[dict, dict[str, list[pl.DataFrame]], list[str]]:
         for arm in record["seeds"][s]["arms"]:
             arms.setdefault(arm, []).append(schema.read(out / f"seed{s}" / f"{arm}.parquet", schema.GENERATIONS))
     return record, arms, seeds
+
+
+def _teachers(out: Path, record: dict, seeds: list[str]) -> dict[str, list[dict]]:
+    """{sampled arm: [its run's teacher metrics, one per seed]} for the arms whose runs recorded them."""
+    from isara.report import _load
+
+    found: dict[str, list[dict]] = {}
+    for s in seeds:
+        for arm in record["seeds"][s]["arms"]:
+            metrics = _load(out / f"seed{s}" / f"{arm}{TEACHER}")
+            if metrics:
+                found.setdefault(arm, []).append(metrics)
+    return found
+
+
+def teacher_lines(teachers: dict[str, list[dict]], seeds: list[str]) -> list[str]:
+    """The judges on each run's accepted pairs, beside the seed's, and how much each run fed on itself."""
+    from isara.report import _md_table
+
+    def share(m: dict) -> str:
+        return f"{m['rate']:.1%} [{m['ci95'][0]:.1%}, {m['ci95'][1]:.1%}]"
+
+    rows = [
+        [arm, s, str(m["accepted"]["harmful_rate"]["n"]), share(m["accepted"]["harmful_rate"]),
+         share(m["accepted"]["refusal_rate"]), share(m["label_prompts_with_generated_neighbor"]),
+         share(m["off_domain"])]
+        for arm, runs in teachers.items()
+        for s, m in zip(seeds, runs, strict=False)
+    ]  # fmt: skip
+    seed = next(iter(teachers.values()))[0]["seed"]
+    return [
+        "## The teacher: the judges on each run's accepted pairs",
+        "",
+        *_md_table(
+            [
+                "arm",
+                "seed",
+                "accepted pairs",
+                "judged harmful",
+                "judged refusals",
+                "label prompts with a generated neighbour",
+                "proposals off the seed's domain",
+            ],
+            rows,
+        ),  # fmt: skip
+        "",
+        f"The seed's own pairs, by the same judges: {share(seed['harmful_rate'])} harmful, "
+        f"{share(seed['refusal_rate'])} refusals (n={seed['harmful_rate']['n']}). From metrics/teacher/<arm>.json "
+        "of each run (isara/teacher.py defines each column).",
+        "",
+    ]
 
 
 def compare_arms(arms: dict[str, list[pl.DataFrame]], x: str, threshold: float) -> dict:
@@ -335,6 +394,8 @@ def report(out: Path) -> Path:
                 per_seed.append([base, rate, s, _pct(run["x_rate"]), _pct(run["y_rate"]), str(run["only_x"]),
                                  str(run["only_y"]), f"{run['p_value']:.4f}"])  # fmt: skip
     lines += _md_table(["against", "rate", "seed", x, "baseline", f"only {x}", "only baseline", "p"], per_seed)
+    teachers = _teachers(out, record, seeds)
+    lines += ["", *teacher_lines(teachers, seeds)] if teachers else []
     lines += ["", "## Rates per arm and seed", ""]
     rate_rows = []
     for arm, by_rate in table.items():
@@ -380,6 +441,7 @@ TABLE_HEADER = [
     "over-refusal: XSTest",
     "over-refusal: AlpacaEval",
     "ICL-kNN harmful: category (the teacher)",
+    "its accepted pairs judged harmful",
     "against SFT",
     "minutes",
 ]
@@ -392,7 +454,8 @@ def _mean(runs: list[dict] | None) -> str:
 
 def table(dirs: list[Path]) -> str:
     """One row per study folder (an ablation setting): the ISARA arm's rates (or, in a study of the
-    teacher alone, the teacher's), the teacher's category harm, the rule's answer, minutes."""
+    teacher alone, the teacher's), the teacher's category harm, the judges' harmful rate over the
+    ISARA arm's own accepted pairs (its teacher metrics), the rule's answer, minutes."""
     from isara.report import _load, _md_table
 
     rows = []
@@ -402,6 +465,7 @@ def table(dirs: list[Path]) -> str:
             raise IsaraError(f"{d}: no runs.json and summary.json; `isara study run` / `isara study report` write them")
         if sorted(summary["seeds"]) != sorted(int(k) for k in record["seeds"]):
             raise IsaraError(f"{d}: summary.json is older than runs.json; run `isara study report --out {d}`")
+        seeds = sorted(record["seeds"], key=int)
         x = summary["comparisons"]["x"]
         arm = x if x in summary["rates"] else next(iter(summary["rates"]))
 
@@ -413,6 +477,7 @@ def table(dirs: list[Path]) -> str:
             arm,
             *(_mean(summary["rates"][arm][r]) for r in RATES),
             _mean(summary["rates"].get("icl_knn", {}).get("harmful_category")),
+            _mean([m["accepted"]["harmful_rate"] for m in _teachers(d, record, seeds).get(arm, [])]),
             summary["answers"]["sft"].split(": ", 1)[1],
             f"{sum(r['wall_s'] for r in record['seeds'].values()) / 60:.0f}",
         ])  # fmt: skip

@@ -142,6 +142,12 @@ if what == "judge":
     Path("models/judges/weights").write_text("one judge")
     Path("metrics").mkdir(exist_ok=True)
     Path("metrics/judge.json").write_text(json.dumps({"threshold": 0.5}))
+elif what == "teacher":  # the judges on the accepted pairs: a harmful share that follows the seed
+    share = {"rate": 0.1 * (params["seed"] + 1), "ci95": [0.0, 0.5], "n": 40}
+    Path("metrics/teacher").mkdir(parents=True, exist_ok=True)
+    Path(f"metrics/teacher/{name}.json").write_text(json.dumps({
+        "accepted": {"harmful_rate": share, "refusal_rate": share}, "seed": {"harmful_rate": share,
+        "refusal_rate": share}, "label_prompts_with_generated_neighbor": share, "off_domain": share}))
 else:
     k = params["seed"] + 1 if name in ("it2", "oneshot") else 3
     Path("data/eval").mkdir(parents=True, exist_ok=True)
@@ -154,6 +160,8 @@ def stand_in_pipeline(root: Path) -> None:
     def stage(name: str, items: list[str] | None = None) -> dict:
         cmd = f"python stand_in.py {REPO} {name} " + ("${item}" if items else "judge")
         outs = ["data/eval/${item}.parquet"] if items else ["models/judges", {"metrics/judge.json": {"cache": False}}]
+        if name == "teacher":
+            outs = [{"metrics/teacher/${item}.json": {"cache": False}}]
         do = {"cmd": cmd, "deps": ["stand_in.py"] + (["models/judges"] if items else []), "outs": outs}
         do["params"] = ["seed", "evaluate.max_per_suite"] if items else []
         return {"foreach": items, "do": do} if items else do
@@ -163,6 +171,7 @@ def stand_in_pipeline(root: Path) -> None:
         "evaluate": stage("eval", ["it2", "oneshot"]),
         "baseline": stage("eval", ["pretrained", "sft", "sft_matched"]),
         "icl_baseline": stage("eval", ["icl_knn"]),
+        "teacher": stage("teacher", ["it2", "oneshot"]),
     }
     (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
     (root / "stand_in.py").write_text(STAND_IN)
@@ -202,9 +211,11 @@ def test_a_run_is_one_experiment_per_seed_resumes_and_puts_the_workspace_back(tm
         json.loads((out / "summary.json").read_text(encoding="utf-8")) if (out / "summary.json").exists() else None
     )
     assert summary is None  # run() records; the page is `isara study report`'s
-    study.report(out)
+    page = study.report(out).read_text(encoding="utf-8")
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert len(summary["comparisons"]["pairs"]["sft"]["trained"]["harmful_category"]["runs"]) == 3
+    # each sampled arm's teacher metrics came with its run, seed by seed
+    assert "| it2 | 1 | 40 | 20.0% [0.0%, 50.0%] |" in page and "| oneshot | 2 | 40 | 30.0% [0.0%, 50.0%] |" in page
     # another study's settings start a new record instead of mixing with it
     record = study.run([5], out, max_per_suite=5, root=tmp_path)
     assert sorted(record["seeds"]) == ["5"] and len(record["seeds"]["5"]["arms"]) == 6
@@ -223,6 +234,7 @@ def test_a_run_is_one_experiment_per_seed_resumes_and_puts_the_workspace_back(tm
     study.report(out)
     rows = study.table([out, ablation]).splitlines()
     assert rows[2].startswith("| study | params.yaml | 1 |") and rows[3].startswith("| contexts3 | contexts=3 | 1 |")
+    assert rows[2].split(" | ")[9] == "60.0%"  # seed 5's it2 fed on pairs judged harmful 60% of the time
     assert (tmp_path / "params.yaml").read_bytes() == committed["params.yaml"]
     # the teacher alone at a setting: one run, under the first seed; the page has its rates, no comparison
     teacher = tmp_path / "teacher-contexts3"
@@ -232,7 +244,7 @@ def test_a_run_is_one_experiment_per_seed_resumes_and_puts_the_workspace_back(tm
                                                           cwd=tmp_path, capture_output=True, text=True).stdout  # fmt: skip
     study.report(teacher)
     row = study.table([teacher]).splitlines()[2].split(" | ")
-    assert row[3] == "icl_knn" and row[4] == row[8] == "35.0%" and row[9] == "not measured"
+    assert row[3] == "icl_knn" and row[4] == row[8] == "35.0%" and row[9] == "—" and row[10] == "not measured"
     with pytest.raises(IsaraError, match="--only sft_lora: not an arm"):
         study.run([0], teacher, root=tmp_path, only=["sft_lora"])
 
