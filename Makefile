@@ -33,8 +33,8 @@ repro: $(STAMP)
 	dvc repro
 
 test: $(STAMP) browser  # the slow tier opens report HTML in headless Chromium (tests/browser.py)
-	pytest -q -m "not slow"
-	pytest -q -m slow
+	pytest -q -m "not slow" --durations=10  # the slowest tests printed: what to trim when CI grows
+	pytest -q -m slow --durations=15
 
 test-fast: $(STAMP)  # pure logic only: no model loaded, no process started
 	ISARA_FAST=1 pytest -q -m "not slow and not model"
