@@ -134,7 +134,10 @@ def _study(args: argparse.Namespace) -> None:
     from isara import study
 
     if args.action == "table":
-        print(study.table([Path(d) for d in args.dirs]), end="")
+        dirs = [Path(d) for d in args.dirs]
+        print(study.table(dirs) + "\n" + study.choose(dirs))
+        if args.page:
+            print(f"wrote {study.ablation_page(dirs, Path(args.page))}")
         return
     out = Path(args.out)
     if args.action == "run":
@@ -261,6 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     stu.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="run: the seeds (default 0 1 2)")
     stu.add_argument("--max-per-suite", type=int, default=None, help="run: prompts per suite (default: every prompt)")
     stu.add_argument("--out", default="study", help="the study folder: generations, runs.json, index.md")
+    stu.add_argument("--page", default=None, help="table: also write it, with the rule's choice, as this page")
     stu.set_defaults(func=_study)
     gate = sub.add_parser("check-metrics", help="fail when metrics regress against a baseline")
     gate.add_argument("--current", default="metrics/summary.json")

@@ -443,6 +443,7 @@ TABLE_HEADER = [
     "ICL-kNN harmful: category (the teacher)",
     "its accepted pairs judged harmful",
     "against SFT",
+    "against the schedule-matched SFT",
     "minutes",
 ]
 
@@ -478,7 +479,56 @@ def table(dirs: list[Path]) -> str:
             *(_mean(summary["rates"][arm][r]) for r in RATES),
             _mean(summary["rates"].get("icl_knn", {}).get("harmful_category")),
             _mean([m["accepted"]["harmful_rate"] for m in _teachers(d, record, seeds).get(arm, [])]),
-            summary["answers"]["sft"].split(": ", 1)[1],
+            *(summary["answers"][b].split(": ", 1)[1] for b in ("sft", "sft_matched")),
             f"{sum(r['wall_s'] for r in record['seeds'].values()) / 60:.0f}",
         ])  # fmt: skip
     return "\n".join(_md_table(TABLE_HEADER, rows)) + "\n"
+
+
+def choose(dirs: list[Path]) -> str:
+    """The README's rule over the ablation: among the settings whose ISARA arm beats SFT (and the
+    schedule-matched SFT), the lowest harmful rate on the seed's category; or plainly none."""
+    from isara.report import _load
+
+    winners = []
+    for d in dirs:
+        summary = _load(d / "summary.json") or {}
+        if not summary.get("comparisons", {}).get("pairs"):
+            continue  # the teacher alone: no ISARA arm to choose
+        if all(summary["answers"][b].endswith(": beats it") for b in ("sft", "sft_matched")):
+            x = summary["comparisons"]["x"]
+            runs = summary["rates"][x]["harmful_category"]
+            winners.append((sum(r["rate"] for r in runs) / len(runs), d.name))
+    if not winners:
+        return (
+            "No setting of the ablation lets ISARA beat SFT and the schedule-matched SFT by the README's rule, "
+            "so none is chosen: the default stays as it is."
+        )
+    harm, name = min(winners)
+    return (
+        f"Chosen by the README's rule: {name} ({harm:.1%} harmful on the seed's category, the lowest of the "
+        f"{len(winners)} setting(s) that beat both SFT controls); it becomes the default once its default run "
+        "fits 30 minutes here."
+    )
+
+
+def ablation_page(dirs: list[Path], page: Path) -> Path:
+    """The ablation as a page: the settings side by side and the rule's choice, from the study folders."""
+    text = "\n".join([
+        "# The ablation: one study per setting, side by side",
+        "",
+        f"Built by `isara study table {' '.join(str(d) for d in dirs)} --page {page}` from each folder's "
+        "runs.json and summary.json (`isara study report` writes them). Rates are means over a study's seeds; "
+        "a study of the teacher alone (`--only icl_knn`) shows ICL-kNN's rates in ISARA's columns.",
+        "",
+        "## Settings side by side",
+        "",
+        table(dirs).rstrip("\n"),
+        "",
+        "## The default, by the README's rule",
+        "",
+        choose(dirs),
+        "",
+    ])  # fmt: skip
+    paths.write_text(page, text)
+    return page

@@ -126,6 +126,33 @@ def test_the_readmes_rule_reads_the_verdicts() -> None:
     assert study.answer(_comp("better"), "sft_matched") == "it2 against sft_matched: not measured"
 
 
+def _setting(root: Path, name: str, harm: list[float], sft: str, sft_matched: str) -> Path:
+    """A study folder's summary as `isara study report` writes it: it2's category harm per seed, two answers."""
+    d = root / name
+    d.mkdir()
+    rates = {"harmful_category": [{"rate": r} for r in harm]}
+    summary = {
+        "comparisons": {"x": "it2", "pairs": {"sft": {}}},
+        "rates": {"it2": rates},
+        "answers": {"sft": f"it2 against sft: {sft}", "sft_matched": f"it2 against sft_matched: {sft_matched}"},
+    }
+    (d / "summary.json").write_text(json.dumps(summary))
+    return d
+
+
+def test_the_rule_chooses_the_least_harmful_setting_that_beats_both_controls_or_none(tmp_path: Path) -> None:
+    lose = _setting(tmp_path, "default", [0.1, 0.1], "loses to it", "beats it")
+    assert study.choose([lose]).startswith("No setting of the ablation lets ISARA beat SFT")
+    teacher = tmp_path / "teacher"  # a study of the teacher alone is never chosen
+    teacher.mkdir()
+    (teacher / "summary.json").write_text(json.dumps({"comparisons": {"x": "it2", "pairs": {}}}))
+    a = _setting(tmp_path, "a", [0.2, 0.3], "beats it", "beats it")
+    b = _setting(tmp_path, "b", [0.2, 0.2], "beats it", "beats it")
+    half = _setting(tmp_path, "half", [0.05], "beats it", "loses to it")
+    chosen = study.choose([lose, teacher, a, b, half])
+    assert chosen.startswith("Chosen by the README's rule: b (20.0% harmful") and "of the 2 setting(s)" in chosen
+
+
 # A stand-in for the pipeline: the stage names the study targets, each writing judged generations
 # in a second; the sampled arms' answers follow `seed`, the others do not.
 STAND_IN = """
@@ -235,6 +262,8 @@ def test_a_run_is_one_experiment_per_seed_resumes_and_puts_the_workspace_back(tm
     rows = study.table([out, ablation]).splitlines()
     assert rows[2].startswith("| study | params.yaml | 1 |") and rows[3].startswith("| contexts3 | contexts=3 | 1 |")
     assert rows[2].split(" | ")[9] == "60.0%"  # seed 5's it2 fed on pairs judged harmful 60% of the time
+    page = study.ablation_page([out, ablation], tmp_path / "ablation.md").read_text(encoding="utf-8")
+    assert "\n".join(rows) in page and "## The default, by the README's rule\n\nNo setting" in page
     assert (tmp_path / "params.yaml").read_bytes() == committed["params.yaml"]
     # the teacher alone at a setting: one run, under the first seed; the page has its rates, no comparison
     teacher = tmp_path / "teacher-contexts3"
