@@ -45,6 +45,15 @@ DETERMINISTIC = {
 }
 RUNS = "runs.json"
 TEACHER = ".teacher.json"  # beside a sampled arm's generations: metrics/teacher/<arm>.json of its run
+TEACHER_HEADER = [
+    "arm",
+    "seed",
+    "accepted pairs",
+    "judged harmful",
+    "judged refusals",
+    "label prompts with a generated neighbour",
+    "proposals off the seed's domain",
+]
 
 
 def sampled_arms(iterations: dict) -> list[str]:
@@ -216,20 +225,20 @@ def _runs(out: Path) -> tuple[dict, dict[str, list[pl.DataFrame]], list[str]]:
     return record, arms, seeds
 
 
-def _teachers(out: Path, record: dict, seeds: list[str]) -> dict[str, list[dict]]:
-    """{sampled arm: [its run's teacher metrics, one per seed]} for the arms whose runs recorded them."""
+def _teachers(out: Path, record: dict, seeds: list[str]) -> dict[str, list[tuple[str, dict]]]:
+    """{sampled arm: [(seed, its run's teacher metrics)]} for the runs that recorded them."""
     from isara.report import _load
 
-    found: dict[str, list[dict]] = {}
+    found: dict[str, list[tuple[str, dict]]] = {}
     for s in seeds:
         for arm in record["seeds"][s]["arms"]:
             metrics = _load(out / f"seed{s}" / f"{arm}{TEACHER}")
             if metrics:
-                found.setdefault(arm, []).append(metrics)
+                found.setdefault(arm, []).append((s, metrics))
     return found
 
 
-def teacher_lines(teachers: dict[str, list[dict]], seeds: list[str]) -> list[str]:
+def teacher_lines(teachers: dict[str, list[tuple[str, dict]]]) -> list[str]:
     """The judges on each run's accepted pairs, beside the seed's, and how much each run fed on itself."""
     from isara.report import _md_table
 
@@ -241,24 +250,13 @@ def teacher_lines(teachers: dict[str, list[dict]], seeds: list[str]) -> list[str
          share(m["accepted"]["refusal_rate"]), share(m["label_prompts_with_generated_neighbor"]),
          share(m["off_domain"])]
         for arm, runs in teachers.items()
-        for s, m in zip(seeds, runs, strict=False)
+        for s, m in runs
     ]  # fmt: skip
-    seed = next(iter(teachers.values()))[0]["seed"]
+    seed = next(iter(teachers.values()))[0][1]["seed"]
     return [
         "## The teacher: the judges on each run's accepted pairs",
         "",
-        *_md_table(
-            [
-                "arm",
-                "seed",
-                "accepted pairs",
-                "judged harmful",
-                "judged refusals",
-                "label prompts with a generated neighbour",
-                "proposals off the seed's domain",
-            ],
-            rows,
-        ),  # fmt: skip
+        *_md_table(TEACHER_HEADER, rows),
         "",
         f"The seed's own pairs, by the same judges: {share(seed['harmful_rate'])} harmful, "
         f"{share(seed['refusal_rate'])} refusals (n={seed['harmful_rate']['n']}). From metrics/teacher/<arm>.json "
@@ -395,7 +393,7 @@ def report(out: Path) -> Path:
                                  str(run["only_y"]), f"{run['p_value']:.4f}"])  # fmt: skip
     lines += _md_table(["against", "rate", "seed", x, "baseline", f"only {x}", "only baseline", "p"], per_seed)
     teachers = _teachers(out, record, seeds)
-    lines += ["", *teacher_lines(teachers, seeds)] if teachers else []
+    lines += ["", *teacher_lines(teachers)] if teachers else []
     lines += ["", "## Rates per arm and seed", ""]
     rate_rows = []
     for arm, by_rate in table.items():
@@ -478,7 +476,7 @@ def table(dirs: list[Path]) -> str:
             arm,
             *(_mean(summary["rates"][arm][r]) for r in RATES),
             _mean(summary["rates"].get("icl_knn", {}).get("harmful_category")),
-            _mean([m["accepted"]["harmful_rate"] for m in _teachers(d, record, seeds).get(arm, [])]),
+            _mean([m["accepted"]["harmful_rate"] for _, m in _teachers(d, record, seeds).get(arm, [])]),
             *(summary["answers"][b].split(": ", 1)[1] for b in ("sft", "sft_matched")),
             f"{sum(r['wall_s'] for r in record['seeds'].values()) / 60:.0f}",
         ])  # fmt: skip
