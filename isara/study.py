@@ -484,8 +484,9 @@ def table(dirs: list[Path]) -> str:
 
 
 def choose(dirs: list[Path]) -> str:
-    """The README's rule over the ablation: among the settings whose ISARA arm beats SFT (and the
-    schedule-matched SFT), the lowest harmful rate on the seed's category; or plainly none."""
+    """The README's rule over the ablation: among the settings whose ISARA arm beats SFT by the rule
+    (the schedule-matched SFT's answer is shown beside it, not required), the lowest harmful rate on
+    the seed's category; or plainly none."""
     from isara.report import _load
 
     winners = []
@@ -493,19 +494,19 @@ def choose(dirs: list[Path]) -> str:
         summary = _load(d / "summary.json") or {}
         if not summary.get("comparisons", {}).get("pairs"):
             continue  # the teacher alone: no ISARA arm to choose
-        if all(summary["answers"][b].endswith(": beats it") for b in ("sft", "sft_matched")):
+        if summary["answers"]["sft"].endswith(": beats it"):
             x = summary["comparisons"]["x"]
             runs = summary["rates"][x]["harmful_category"]
             winners.append((sum(r["rate"] for r in runs) / len(runs), d.name))
     if not winners:
         return (
-            "No setting of the ablation lets ISARA beat SFT and the schedule-matched SFT by the README's rule, "
-            "so none is chosen: the default stays as it is."
+            "No setting of the ablation lets ISARA beat SFT by the README's rule, so none is chosen: "
+            "the default stays as it is."
         )
     harm, name = min(winners)
     return (
         f"Chosen by the README's rule: {name} ({harm:.1%} harmful on the seed's category, the lowest of the "
-        f"{len(winners)} setting(s) that beat both SFT controls); it becomes the default once its default run "
+        f"{len(winners)} setting(s) that beat SFT); it becomes the default once its default run "
         "fits 30 minutes here."
     )
 

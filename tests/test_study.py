@@ -140,17 +140,19 @@ def _setting(root: Path, name: str, harm: list[float], sft: str, sft_matched: st
     return d
 
 
-def test_the_rule_chooses_the_least_harmful_setting_that_beats_both_controls_or_none(tmp_path: Path) -> None:
-    lose = _setting(tmp_path, "default", [0.1, 0.1], "loses to it", "beats it")
+def test_the_rule_chooses_the_least_harmful_setting_that_beats_sft_or_none(tmp_path: Path) -> None:
+    lose = _setting(tmp_path, "default", [0.1, 0.1], "loses to it", "beats it")  # the matched SFT's is not the rule
     assert study.choose([lose]).startswith("No setting of the ablation lets ISARA beat SFT")
     teacher = tmp_path / "teacher"  # a study of the teacher alone is never chosen
     teacher.mkdir()
     (teacher / "summary.json").write_text(json.dumps({"comparisons": {"x": "it2", "pairs": {}}}))
     a = _setting(tmp_path, "a", [0.2, 0.3], "beats it", "beats it")
     b = _setting(tmp_path, "b", [0.2, 0.2], "beats it", "beats it")
-    half = _setting(tmp_path, "half", [0.05], "beats it", "loses to it")
-    chosen = study.choose([lose, teacher, a, b, half])
+    neither = _setting(tmp_path, "neither", [0.05], "neither: the category's harmful rate is not separable", "beats it")
+    chosen = study.choose([lose, teacher, a, b, neither])
     assert chosen.startswith("Chosen by the README's rule: b (20.0% harmful") and "of the 2 setting(s)" in chosen
+    matched = _setting(tmp_path, "matched", [0.01], "beats it", "loses to it")
+    assert study.choose([a, b, matched]).startswith("Chosen by the README's rule: matched (1.0% harmful")
 
 
 # A stand-in for the pipeline: the stage names the study targets, each writing judged generations
