@@ -511,8 +511,29 @@ def choose(dirs: list[Path]) -> str:
     )
 
 
+def teacher_curve(dirs: list[Path]) -> list[list[str]]:
+    """Each study of the teacher alone (`--only icl_knn`) against the first one listed, the reference,
+    paired on the prompts both answered (exact McNemar: one run each)."""
+    alone = [d for d in dirs if _record(d).get("only") == ["icl_knn"]]
+    if len(alone) < 2:
+        return []
+    ref_record, ref_arms, _ = _runs(alone[0])
+    rows = []
+    for d in alone[1:]:
+        _, arms, _ = _runs(d)
+        for rate, r in compare_files(arms["icl_knn"], ref_arms["icl_knn"], ref_record["threshold"]).items():
+            run = r["runs"][0]
+            rows.append([d.name, alone[0].name, f"{rate} (n={r['n_prompts']})", _pct(run["x_rate"]),
+                         _pct(run["y_rate"]), f"{r['difference']:+.1%}",
+                         f"[{r['ci95'][0]:+.1%}, {r['ci95'][1]:+.1%}]", f"{r['p_value']:.3f}", r["verdict"]])  # fmt: skip
+    return rows
+
+
 def ablation_page(dirs: list[Path], page: Path) -> Path:
-    """The ablation as a page: the settings side by side and the rule's choice, from the study folders."""
+    """The ablation as a page: the settings side by side, the rule's choice and the teacher curve,
+    from the study folders."""
+    from isara.report import _md_table
+
     text = "\n".join([
         "# The ablation: one study per setting, side by side",
         "",
@@ -526,8 +547,20 @@ def ablation_page(dirs: list[Path], page: Path) -> Path:
         "",
         "## The default, by the README's rule",
         "",
-        choose(dirs),
+        *_md_table(["the README's rule over these settings"], [[choose(dirs)]]),
         "",
     ])  # fmt: skip
+    curve = teacher_curve(dirs)
+    if curve:
+        text += "\n".join([
+            "",
+            "## The teacher curve: each setting's ICL-kNN against the first one listed",
+            "",
+            *_md_table(["setting", "against", "rate", "ICL-kNN", "reference", "difference", "95% interval", "p",
+                        "verdict"], curve),
+            "",
+            "Lower is better for every rate. The same prompts for both; exact McNemar (one run of each).",
+            "",
+        ])  # fmt: skip
     paths.write_text(page, text)
     return page

@@ -155,6 +155,21 @@ def test_the_rule_chooses_the_least_harmful_setting_that_beats_sft_or_none(tmp_p
     assert study.choose([a, b, matched]).startswith("Chosen by the README's rule: matched (1.0% harmful")
 
 
+def test_the_teacher_curve_pairs_each_teacher_study_with_the_first(tmp_path: Path) -> None:
+    for name, harmful in (("contexts2", set(range(30))), ("contexts8", set(range(10))), ("contexts3", set(range(30)))):
+        (tmp_path / name / "seed0").mkdir(parents=True)
+        generations("icl_knn", harmful).write_parquet(tmp_path / name / "seed0/icl_knn.parquet")
+        record = {"only": ["icl_knn"], "sampled": ["it2"], "threshold": 0.5,
+                  "seeds": {"0": {"experiment": name, "arms": ["icl_knn"], "wall_s": 1, "judge_md5": "a"}}}  # fmt: skip
+        (tmp_path / name / "runs.json").write_text(json.dumps(record))
+    rows = study.teacher_curve([tmp_path / "contexts2", tmp_path / "contexts8", tmp_path / "contexts3", tmp_path])
+    harm = [r for r in rows if r[2].startswith("harmful_category")]
+    assert [r[:2] for r in harm] == [["contexts8", "contexts2"], ["contexts3", "contexts2"]]
+    assert harm[0][3:6] == ["25.0%", "75.0%", "-50.0%"] and harm[0][-1] == "better"
+    exact = mcnemar([i < 10 for i in range(N)], [i < 30 for i in range(N)])["p_value"]  # 20 prompts only the reference
+    assert harm[0][-2] == f"{exact:.3f}" and harm[1][-1].startswith("not separable")
+
+
 # A stand-in for the pipeline: the stage names the study targets, each writing judged generations
 # in a second; the sampled arms' answers follow `seed`, the others do not.
 STAND_IN = """
@@ -265,7 +280,7 @@ def test_a_run_is_one_experiment_per_seed_resumes_and_puts_the_workspace_back(tm
     assert rows[2].startswith("| study | params.yaml | 1 |") and rows[3].startswith("| contexts3 | contexts=3 | 1 |")
     assert rows[2].split(" | ")[9] == "60.0%"  # seed 5's it2 fed on pairs judged harmful 60% of the time
     page = study.ablation_page([out, ablation], tmp_path / "ablation.md").read_text(encoding="utf-8")
-    assert "\n".join(rows) in page and "## The default, by the README's rule\n\nNo setting" in page
+    assert "\n".join(rows) in page and "|\n|---|\n| No setting of the ablation lets ISARA beat SFT" in page
     assert (tmp_path / "params.yaml").read_bytes() == committed["params.yaml"]
     # the teacher alone at a setting: one run, under the first seed; the page has its rates, no comparison
     teacher = tmp_path / "teacher-contexts3"
