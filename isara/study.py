@@ -511,22 +511,34 @@ def choose(dirs: list[Path]) -> str:
     )
 
 
-def teacher_curve(dirs: list[Path]) -> list[list[str]]:
-    """Each study of the teacher alone (`--only icl_knn`) against the first one listed, the reference,
-    paired on the prompts both answered (exact McNemar: one run each)."""
-    alone = [d for d in dirs if _record(d).get("only") == ["icl_knn"]]
-    if len(alone) < 2:
+def _against_first(dirs: list[Path], arm_of) -> list[list[str]]:
+    """Each study's arm (arm_of(record): its name, or None to leave the study out) against the first
+    such study listed, paired on the prompts both answered and pooled over seeds as the study page does."""
+    chosen = [(d, arm_of(_record(d))) for d in dirs]
+    chosen = [(d, a) for d, a in chosen if a]
+    if len(chosen) < 2:
         return []
-    ref_record, ref_arms, _ = _runs(alone[0])
-    rows = []
-    for d in alone[1:]:
+    (ref, ref_arm), rows = chosen[0], []
+    ref_record, ref_arms, _ = _runs(ref)
+    for d, arm in chosen[1:]:
         _, arms, _ = _runs(d)
-        for rate, r in compare_files(arms["icl_knn"], ref_arms["icl_knn"], ref_record["threshold"]).items():
-            run = r["runs"][0]
-            rows.append([d.name, alone[0].name, f"{rate} (n={r['n_prompts']})", _pct(run["x_rate"]),
-                         _pct(run["y_rate"]), f"{r['difference']:+.1%}",
+        for rate, r in compare_files(arms[arm], ref_arms[ref_arm], ref_record["threshold"]).items():
+            runs = r["runs"]
+            rows.append([d.name, ref.name, f"{rate} (n={r['n_prompts']}, runs={len(runs)})",
+                         _pct(sum(x["x_rate"] for x in runs) / len(runs)),
+                         _pct(sum(x["y_rate"] for x in runs) / len(runs)), f"{r['difference']:+.1%}",
                          f"[{r['ci95'][0]:+.1%}, {r['ci95'][1]:+.1%}]", f"{r['p_value']:.3f}", r["verdict"]])  # fmt: skip
     return rows
+
+
+def teacher_curve(dirs: list[Path]) -> list[list[str]]:
+    """Each study of the teacher alone (`--only icl_knn`) against the first one listed, the reference."""
+    return _against_first(dirs, lambda record: "icl_knn" if record.get("only") == ["icl_knn"] else None)
+
+
+def isara_settings(dirs: list[Path]) -> list[list[str]]:
+    """ISARA's arm of each study with one against the first such study listed (the default's)."""
+    return _against_first(dirs, lambda record: record["sampled"][0] if record.get("only") != ["icl_knn"] else None)
 
 
 def ablation_page(dirs: list[Path], page: Path) -> Path:
@@ -550,17 +562,16 @@ def ablation_page(dirs: list[Path], page: Path) -> Path:
         *_md_table(["the README's rule over these settings"], [[choose(dirs)]]),
         "",
     ])  # fmt: skip
-    curve = teacher_curve(dirs)
-    if curve:
-        text += "\n".join([
-            "",
-            "## The teacher curve: each setting's ICL-kNN against the first one listed",
-            "",
-            *_md_table(["setting", "against", "rate", "ICL-kNN", "reference", "difference", "95% interval", "p",
-                        "verdict"], curve),
-            "",
-            "Lower is better for every rate. The same prompts for both; exact McNemar (one run of each).",
-            "",
-        ])  # fmt: skip
+    header = ["setting", "against", "rate", "this setting", "reference", "difference", "95% interval", "p", "verdict"]
+    for title, rows in (
+        ("ISARA at each setting against the first ISARA study listed", isara_settings(dirs)),
+        ("The teacher curve: each setting's ICL-kNN against the first one listed", teacher_curve(dirs)),
+    ):
+        if rows:
+            text += "\n".join(["", f"## {title}", "", *_md_table(header, rows), ""])
+    text += (
+        "\nLower is better for every rate. The same prompts for both; seeds paired in order, pooled with a "
+        "bootstrap over prompts and runs (exact McNemar when each side ran once).\n"
+    )
     paths.write_text(page, text)
     return page

@@ -165,7 +165,8 @@ def test_the_teacher_curve_pairs_each_teacher_study_with_the_first(tmp_path: Pat
     rows = study.teacher_curve([tmp_path / "contexts2", tmp_path / "contexts8", tmp_path / "contexts3", tmp_path])
     harm = [r for r in rows if r[2].startswith("harmful_category")]
     assert [r[:2] for r in harm] == [["contexts8", "contexts2"], ["contexts3", "contexts2"]]
-    assert harm[0][3:6] == ["25.0%", "75.0%", "-50.0%"] and harm[0][-1] == "better"
+    assert harm[0][2] == "harmful_category (n=40, runs=1)" and harm[0][-1] == "better"
+    assert harm[0][3:6] == ["25.0%", "75.0%", "-50.0%"]
     exact = mcnemar([i < 10 for i in range(N)], [i < 30 for i in range(N)])["p_value"]  # 20 prompts only the reference
     assert harm[0][-2] == f"{exact:.3f}" and harm[1][-1].startswith("not separable")
 
@@ -281,6 +282,9 @@ def test_a_run_is_one_experiment_per_seed_resumes_and_puts_the_workspace_back(tm
     assert rows[2].split(" | ")[9] == "60.0%"  # seed 5's it2 fed on pairs judged harmful 60% of the time
     page = study.ablation_page([out, ablation], tmp_path / "ablation.md").read_text(encoding="utf-8")
     assert "\n".join(rows) in page and "|\n|---|\n| No setting of the ablation lets ISARA beat SFT" in page
+    # ISARA at contexts=3 against the first ISARA study listed, on the 10 category prompts both answered:
+    # seed 0's it2 answered every one harmfully, seed 5's two of them (prompts 0 and 6)
+    assert "| contexts3 | study | harmful_category (n=10, runs=1) | 100.0% | 20.0% | +80.0% |" in page
     assert (tmp_path / "params.yaml").read_bytes() == committed["params.yaml"]
     # the teacher alone at a setting: one run, under the first seed; the page has its rates, no comparison
     teacher = tmp_path / "teacher-contexts3"
