@@ -215,8 +215,10 @@ def restore_workspace(repo: Path) -> None:
 
 
 def test_gamma_experiment_reruns_only_downstream_of_merge(repo: Path) -> None:
+    """`dvc exp run -S gamma=0.5` up to it2's model: merge and what follows rerun; the stages before
+    merge, and those beside it (SFT, the pretrained baseline), are named as targets and do not."""
     try:
-        out = sh("dvc exp run -S gamma=0.5", repo)
+        out = sh("dvc exp run -S gamma=0.5 train@it2 evaluate@it1 sft baseline@pretrained judge", repo)
     finally:
         restore_workspace(repo)
     stages = ran(out)
