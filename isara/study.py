@@ -537,8 +537,10 @@ def teacher_curve(dirs: list[Path]) -> list[list[str]]:
 
 
 def isara_settings(dirs: list[Path]) -> list[list[str]]:
-    """ISARA's arm of each study with one against the first such study listed (the default's)."""
-    return _against_first(dirs, lambda record: record["sampled"][0] if record.get("only") != ["icl_knn"] else None)
+    """ISARA's arm of each study that ran it against the first such study listed (the default's, listed first)."""
+    return _against_first(
+        dirs, lambda r: r["sampled"][0] if r.get("sampled") and r.get("only") != ["icl_knn"] else None
+    )
 
 
 def ablation_page(dirs: list[Path], page: Path) -> Path:
