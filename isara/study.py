@@ -45,15 +45,6 @@ DETERMINISTIC = {
 }
 RUNS = "runs.json"
 TEACHER = ".teacher.json"  # beside a sampled arm's generations: metrics/teacher/<arm>.json of its run
-TEACHER_HEADER = [
-    "arm",
-    "seed",
-    "accepted pairs",
-    "judged harmful",
-    "judged refusals",
-    "label prompts with a generated neighbour",
-    "proposals off the seed's domain",
-]
 
 
 def sampled_arms(iterations: dict) -> list[str]:
@@ -238,33 +229,6 @@ def _teachers(out: Path, record: dict, seeds: list[str]) -> dict[str, list[tuple
     return found
 
 
-def teacher_lines(teachers: dict[str, list[tuple[str, dict]]]) -> list[str]:
-    """The judges on each run's accepted pairs, beside the seed's, and how much each run fed on itself."""
-    from isara.report import _md_table
-
-    def share(m: dict) -> str:
-        return f"{m['rate']:.1%} [{m['ci95'][0]:.1%}, {m['ci95'][1]:.1%}]"
-
-    rows = [
-        [arm, s, str(m["accepted"]["harmful_rate"]["n"]), share(m["accepted"]["harmful_rate"]),
-         share(m["accepted"]["refusal_rate"]), share(m["label_prompts_with_generated_neighbor"]),
-         share(m["off_domain"])]
-        for arm, runs in teachers.items()
-        for s, m in runs
-    ]  # fmt: skip
-    seed = next(iter(teachers.values()))[0][1]["seed"]
-    return [
-        "## The teacher: the judges on each run's accepted pairs",
-        "",
-        *_md_table(TEACHER_HEADER, rows),
-        "",
-        f"The seed's own pairs, by the same judges: {share(seed['harmful_rate'])} harmful, "
-        f"{share(seed['refusal_rate'])} refusals (n={seed['harmful_rate']['n']}). From metrics/teacher/<arm>.json "
-        "of each run (isara/teacher.py defines each column).",
-        "",
-    ]
-
-
 def compare_arms(arms: dict[str, list[pl.DataFrame]], x: str, threshold: float) -> dict:
     """x against every other arm, under the trained judges and the keyword baseline, as report.comparisons."""
     from isara.report import AGAINST, _keyword_judged
@@ -326,12 +290,15 @@ def report(out: Path) -> Path:
         COMPARISON_HEADER,
         JUDGE_HEADER,
         TARGET_HALF_WIDTH,
+        TEACHER_HEADER,
+        TEACHER_NOTE,
         _load,
         _md_table,
         comparison_lines,
         judge_lines,
         judge_note,
         plot_study,
+        teacher_lines,
     )
 
     record, arms, seeds = _runs(out)
@@ -392,8 +359,11 @@ def report(out: Path) -> Path:
                 per_seed.append([base, rate, s, _pct(run["x_rate"]), _pct(run["y_rate"]), str(run["only_x"]),
                                  str(run["only_y"]), f"{run['p_value']:.4f}"])  # fmt: skip
     lines += _md_table(["against", "rate", "seed", x, "baseline", f"only {x}", "only baseline", "p"], per_seed)
-    teachers = _teachers(out, record, seeds)
-    lines += ["", *teacher_lines(teachers)] if teachers else []
+    if teachers := _teachers(out, record, seeds):  # each run's, in the pipeline report's table
+        runs = {f"{arm}, seed {s}": m for arm, found in teachers.items() for s, m in found}
+        definition = next(iter(runs.values()))["off_domain"]["definition"]
+        lines += ["", "## The teacher: the judges on each run's accepted pairs", "",
+                  TEACHER_NOTE.format(definition=definition), "", *_md_table(TEACHER_HEADER, teacher_lines(runs))]  # fmt: skip
     lines += ["", "## Rates per arm and seed", ""]
     rate_rows = []
     for arm, by_rate in table.items():

@@ -192,7 +192,8 @@ elif what == "teacher":  # the judges on the accepted pairs: a harmful share tha
     Path("metrics/teacher").mkdir(parents=True, exist_ok=True)
     Path(f"metrics/teacher/{name}.json").write_text(json.dumps({
         "accepted": {"harmful_rate": share, "refusal_rate": share}, "seed": {"harmful_rate": share,
-        "refusal_rate": share}, "label_prompts_with_generated_neighbor": share, "off_domain": share}))
+        "refusal_rate": share}, "label_prompts_with_generated_neighbor": share, "writer": "models/it1",
+        "off_domain": {**share, "definition": "far from the seed"}, "growth": {"accepted": 40, "proposed": 41}}))
 else:
     k = params["seed"] + 1 if name in ("it2", "oneshot") else 3
     Path("data/eval").mkdir(parents=True, exist_ok=True)
@@ -260,7 +261,8 @@ def test_a_run_is_one_experiment_per_seed_resumes_and_puts_the_workspace_back(tm
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert len(summary["comparisons"]["pairs"]["sft"]["trained"]["harmful_category"]["runs"]) == 3
     # each sampled arm's teacher metrics came with its run, seed by seed
-    assert "| it2 | 1 | 40 | 20.0% [0.0%, 50.0%] |" in page and "| oneshot | 2 | 40 | 30.0% [0.0%, 50.0%] |" in page
+    assert "| it2, seed 1 | models/it1 | 40 of 41 | 20.0% [0%, 50%] n=40 |" in page
+    assert "| oneshot, seed 2 | models/it1 | 40 of 41 | 30.0% [0%, 50%] n=40 |" in page
     # another study's settings start a new record instead of mixing with it
     record = study.run([5], out, max_per_suite=5, root=tmp_path)
     assert sorted(record["seeds"]) == ["5"] and len(record["seeds"]["5"]["arms"]) == 6
