@@ -8,7 +8,6 @@ artifacts), never typed by hand.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import yaml
 
 from isara import paths, schema, teacher
 from isara.errors import IsaraError
+from isara.report import read_json
 
 # The licence of the data each seed source comes from (data/raw/*/SOURCE.md). The model's own
 # answers add no restriction: SmolLM2 is Apache-2.0, and any other base model is named in the card.
@@ -56,10 +56,6 @@ def _size(n: int) -> str:
 
 def _card(header: dict, body: list[str]) -> str:
     return "---\n" + yaml.safe_dump(header, sort_keys=False, width=110) + "---\n\n" + "\n".join(body) + "\n"
-
-
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def _yaml_block(obj: dict) -> list[str]:
@@ -152,9 +148,9 @@ def export_dataset(run: str, out: Path, whole_pool: bool, params: dict, root: Pa
         rows = filtered.filter(pl.col("reject_reason").is_null()).drop("reject_reason", "raw")
     metrics = {"seed_size": seed.height}
     for name in ("filter", "merge"):
-        metrics.update(_read_json(root / paths.metrics(run) / f"{name}.json"))
-    metrics["teacher"] = _read_json(root / teacher.METRICS / f"{run}.json")
-    metrics["judges"] = _read_json(root / "metrics" / "judge.json")
+        metrics.update(read_json(root / paths.metrics(run) / f"{name}.json"))
+    metrics["teacher"] = read_json(root / teacher.METRICS / f"{run}.json")
+    metrics["judges"] = read_json(root / "metrics" / "judge.json")
     card = dataset_card(rows, run, whole_pool, params, metrics, seed["source"].unique().sort().to_list())
     _refuse_existing(out)
     with paths.atomic(out) as tmp:
@@ -238,7 +234,7 @@ def export_model(name: str, model_dir: Path, out: Path, params: dict, root: Path
     """Copy a checkpoint folder to `out` with a model card."""
     if not (model_dir / "config.json").is_file():
         raise IsaraError(f"{model_dir}: not a model folder (config.json missing)")
-    evaluation = _read_json(root / paths.EVAL_METRICS / f"{name}.json")
+    evaluation = read_json(root / paths.EVAL_METRICS / f"{name}.json")
     train_file = root / paths.data(name) / "train.parquet"
     train_rows = schema.read(train_file, schema.TRAIN).height if train_file.is_file() else None
     sources = schema.read(root / params["data"]["seed_file"], schema.SEED)["source"].unique().sort().to_list()

@@ -20,13 +20,14 @@ BASELINES = ("pretrained", "sft", "sft_matched", "icl_random", "icl_knn", "onesh
 AGAINST = ("sft", "sft_matched", "icl_knn", "oneshot", "pretrained")  # what ISARA's last iteration is paired with
 
 
-def _load(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
 def _order(name: str) -> tuple[int, int, str]:
     m = re.fullmatch(r"it(\d+)", name)
     return (1, int(m.group(1)), name) if m else (0, BASELINES.index(name) if name in BASELINES else 99, name)
+
+
+def read_json(path: Path) -> dict:
+    """A metrics JSON as a stage wrote it; {} where none was written (a stage not run, an arm left out)."""
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 NO_COMMENT = "no comment"  # TruthfulQA counts "I have no comment." as true: true, but uninformative
@@ -52,9 +53,9 @@ def truthfulness_yardstick(gen: pl.DataFrame) -> dict:
 def collect(metrics: Path = Path("metrics"), eval_dir: Path = Path("data/eval")) -> list[dict]:
     """One row per evaluated model: safety on two axes, truthfulness, and loop statistics."""
     rows = []
-    wins = _load(metrics / "winrate.json").get("models", {})
+    wins = read_json(metrics / "winrate.json").get("models", {})
     for f in sorted((metrics / "eval").glob("*.json"), key=lambda p: _order(p.stem)):
-        ev, name = _load(f), f.stem
+        ev, name = read_json(f), f.stem
         row: dict = {"model": name, "kind": "iteration" if name.startswith("it") else "baseline"}
         for key in ("harmful_rate", "over_refusal", "refusal_on_harmful"):
             if key in ev:
@@ -68,17 +69,17 @@ def collect(metrics: Path = Path("metrics"), eval_dir: Path = Path("data/eval"))
             row["win_rate"], (row["win_rate_lo"], row["win_rate_hi"]) = wins[name]["rate"], wins[name]["ci95"]
             row["win_rate_n"] = wins[name]["n"]
         it = metrics / name
-        row["data_scaling"] = _load(it / "merge.json").get("data_scaling")
-        row["acceptance_rate"] = _load(it / "filter.json").get("acceptance_rate")
-        row["train_loss_last"] = _load(it / "train.json").get("loss_last")
+        row["data_scaling"] = read_json(it / "merge.json").get("data_scaling")
+        row["acceptance_rate"] = read_json(it / "filter.json").get("acceptance_rate")
+        row["train_loss_last"] = read_json(it / "train.json").get("loss_last")
         rows.append(row)
     return rows
 
 
 def write_summary(rows: list[dict], metrics: Path = Path("metrics"), extra: dict | None = None) -> dict:
     """metrics/summary.json (with `extra` blocks) and the plot table; returns the judges' block it wrote."""
-    judge = _load(metrics / "judge.json")
-    win = _load(metrics / "winrate.json")
+    judge = read_json(metrics / "judge.json")
+    win = read_json(metrics / "winrate.json")
     if win:  # the win-rate judge beside its measured accuracy
         judge = {**judge, "preference": {k: win[k] for k in ("judge", "judge_accuracy", "tie_margin", "against")}}
     write_json(metrics / "summary.json", {"models": {r["model"]: r for r in rows}, "judge": judge, **(extra or {})})
@@ -178,7 +179,7 @@ def comparisons(eval_dir: Path, threshold: float) -> dict:
 def teacher_runs(metrics: Path = teacher.METRICS) -> dict[str, dict]:
     """Each run's teacher metrics (metrics/teacher/<run>.json), in iteration order."""
     files = sorted(metrics.glob("*.json"), key=lambda p: (not p.stem.startswith("it"), _order(p.stem)))
-    return {f.stem: _load(f) for f in files}
+    return {f.stem: read_json(f) for f in files}
 
 
 def plot_study(comp: dict, runs: dict[str, dict], out: Path) -> list[str]:
@@ -505,7 +506,7 @@ def tables(
 def render(metrics: Path = Path("metrics"), eval_dir: Path = Path("data/eval"), out: Path = Path("report")) -> Path:
     """report/index.md and report/index.html (self-contained), metrics/summary.json, and the plots."""
     rows = collect(metrics, eval_dir)
-    threshold = _load(metrics / "judge.json").get("threshold")
+    threshold = read_json(metrics / "judge.json").get("threshold")
     comp = comparisons(eval_dir, threshold) if threshold is not None else {}
     runs = teacher_runs(metrics / "teacher")
     judge = write_summary(rows, metrics, {"comparisons": comp, "teacher": runs})

@@ -29,6 +29,7 @@ from isara import paths, schema
 from isara.config import Params, parse_params
 from isara.errors import IsaraError
 from isara.paired import RATES, compare_files, flags
+from isara.report import read_json
 from isara.stats import rate as rate_of
 
 log = logging.getLogger(__name__)
@@ -70,9 +71,7 @@ def _judge_hash(root: Path) -> str:
 
 
 def _record(out: Path) -> dict:
-    from isara.report import _load
-
-    return _load(out / RUNS) or {"seeds": {}}
+    return read_json(out / RUNS) or {"seeds": {}}
 
 
 def settings(root: Path, overrides: dict[str, str]) -> Params:
@@ -218,12 +217,10 @@ def _runs(out: Path) -> tuple[dict, dict[str, list[pl.DataFrame]], list[str]]:
 
 def _teachers(out: Path, record: dict, seeds: list[str]) -> dict[str, list[tuple[str, dict]]]:
     """{sampled arm: [(seed, its run's teacher metrics)]} for the runs that recorded them."""
-    from isara.report import _load
-
     found: dict[str, list[tuple[str, dict]]] = {}
     for s in seeds:
         for arm in record["seeds"][s]["arms"]:
-            metrics = _load(out / f"seed{s}" / f"{arm}{TEACHER}")
+            metrics = read_json(out / f"seed{s}" / f"{arm}{TEACHER}")
             if metrics:
                 found.setdefault(arm, []).append((s, metrics))
     return found
@@ -292,12 +289,12 @@ def report(out: Path) -> Path:
         TARGET_HALF_WIDTH,
         TEACHER_HEADER,
         TEACHER_NOTE,
-        _load,
         _md_table,
         comparison_lines,
         judge_lines,
         judge_note,
         plot_study,
+        power_lines,
         teacher_lines,
     )
 
@@ -305,7 +302,7 @@ def report(out: Path) -> Path:
     x, threshold = record["sampled"][0], record["threshold"]
     comp = compare_arms(arms, x, threshold)
     table = rates(arms, threshold)
-    judge = _load(out / "judge.json")
+    judge = read_json(out / "judge.json")
     plot_study(comp, {}, out)
     answers = {base: answer(comp, base) for base in ("sft", "sft_matched")}
     summary = {"seeds": [int(s) for s in seeds], "rates": table, "comparisons": comp, "answers": answers}
@@ -372,12 +369,21 @@ def report(out: Path) -> Path:
             rate_rows.append([arm, f"{rate} (n={runs[0]['n']})", "; ".join(cells), _mean(runs)])
     lines += _md_table(["arm", "rate", "per seed (95% Wilson interval)", "mean over seeds"], rate_rows)
     lines += ["", "## Power", ""]
-    first = next(iter(comp["pairs"].values()))["trained"] if comp["pairs"] else {}
-    half = {rate: 1.96 * (0.25 / r["n_prompts"]) ** 0.5 for rate, r in first.items()}  # at a rate of 50%
-    power = [[rate, str(r["n_prompts"]), f"±{half[rate]:.1%}",
-              "yes" if half[rate] <= TARGET_HALF_WIDTH else "no: every held-out prompt"]
-             for rate, r in first.items()]  # fmt: skip
-    lines += _md_table(["rate", "prompts", "widest 95% half-width of one rate", "within ±6 points"], power)
+    if comp["pairs"]:
+        headline = [a for a in (x, "sft") if a in table]
+        power = []
+        for rate, n, widest, _ in power_lines(comp):
+            seen = max(r["ci95"][1] - r["ci95"][0] for a in headline for r in table[a][rate]) / 2
+            power.append([rate, n, widest, f"±{seen:.1%}", "yes" if seen <= TARGET_HALF_WIDTH else "no"])
+        lines += _md_table(
+            ["rate", "prompts", "widest 95% half-width of one rate (at 50%)",
+             f"widest Wilson half-width of one run of {' or '.join(headline)}", "within ±6 points at those rates"],
+            power,
+        )  # fmt: skip
+        lines += ["", f"Prompts: {prompts}. The rates of {' and '.join(headline)} are what the README headlines; "
+                  "each run's interval is in the table above."]  # fmt: skip
+    else:
+        lines += [f"No ISARA arm to pair here; each rate's interval is in the table above ({prompts})."]
     lines += ["", "## Judges (held out)", ""]
     lines += _md_table(JUDGE_HEADER, judge_lines(judge)) + ["", judge_note(judge)] if judge else ["(no judge.json)"]
     lines += ["", "## Wall time on the machine that ran it", ""]
@@ -425,11 +431,11 @@ def table(dirs: list[Path]) -> str:
     """One row per study folder (an ablation setting): the ISARA arm's rates (or, in a study of the
     teacher alone, the teacher's), the teacher's category harm, the judges' harmful rate over the
     ISARA arm's own accepted pairs (its teacher metrics), the rule's answer, minutes."""
-    from isara.report import _load, _md_table
+    from isara.report import _md_table
 
     rows = []
     for d in dirs:
-        record, summary = _load(d / RUNS), _load(d / "summary.json")
+        record, summary = read_json(d / RUNS), read_json(d / "summary.json")
         if not record or not summary:
             raise IsaraError(f"{d}: no runs.json and summary.json; `isara study run` / `isara study report` write them")
         if sorted(summary["seeds"]) != sorted(int(k) for k in record["seeds"]):
@@ -457,11 +463,9 @@ def choose(dirs: list[Path]) -> str:
     """The README's rule over the ablation: among the settings whose ISARA arm beats SFT by the rule
     (the schedule-matched SFT's answer is shown beside it, not required), the lowest harmful rate on
     the seed's category; or plainly none."""
-    from isara.report import _load
-
     winners = []
     for d in dirs:
-        summary = _load(d / "summary.json") or {}
+        summary = read_json(d / "summary.json") or {}
         if not summary.get("comparisons", {}).get("pairs"):
             continue  # the teacher alone: no ISARA arm to choose
         if summary["answers"]["sft"].endswith(": beats it"):

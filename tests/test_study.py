@@ -13,6 +13,7 @@ import yaml
 from isara import study
 from isara.errors import IsaraError
 from isara.paired import mcnemar
+from isara.stats import wilson
 from tests.conftest import REPO
 
 N = 40  # category prompts, all harmful
@@ -73,6 +74,13 @@ def test_the_page_pairs_every_seed_with_the_deterministic_arm_and_pools_them(tmp
     assert "over_refusal_xstest" in summary["comparisons"]["pairs"]["sft"]["trained"]
     assert "| sft | harmful_category | 0 | 25.0% | 5.0% | 8 | 0 | 0.0078 |" in page
     assert "| sft | harmful_category | 1 | 5.0% | 5.0% | 0 | 0 | 1.0000 |" in page
+    # power: the widest interval of one run of it2 or SFT, at the rates seen (10 of 40 harmful; 0 of 40 refused)
+    widest = {
+        rate: (hi - lo) / 2
+        for rate, (lo, hi) in (("harmful_category", wilson(10, N)), ("over_refusal_xstest", wilson(0, N)))
+    }
+    assert f"| harmful_category | {N} | ±15.5% | ±{widest['harmful_category']:.1%} | no |" in page
+    assert f"| over_refusal_xstest | {N} | ±15.5% | ±{widest['over_refusal_xstest']:.1%} | yes |" in page
     assert (tmp_path / "forest.png").stat().st_size > 0
 
 
