@@ -517,6 +517,61 @@ def isara_settings(dirs: list[Path]) -> list[list[str]]:
     )
 
 
+def plot_ablation(dirs: list[Path], out: Path) -> list[str]:
+    """ablation.png: each setting's ISARA arm minus SFT per rate, with its 95% interval; teacher.png:
+    each teacher-alone study's ICL-kNN rates with their Wilson intervals. The files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+    from isara.report import _finish
+
+    summaries = [(d.name, read_json(d / "summary.json")) for d in dirs]
+    whole = [
+        (n, s["comparisons"]["pairs"]["sft"]["trained"])
+        for n, s in summaries
+        if "sft" in s.get("comparisons", {}).get("pairs", {})
+    ]
+    teachers = [(n, s["rates"]["icl_knn"]) for n, s in summaries if set(s.get("rates", {})) == {"icl_knn"}]
+    made = []
+    if whole:
+        shown = [rate for rate in RATES if all(rate in pairs for _, pairs in whole)]
+        fig, axes = plt.subplots(1, len(shown), figsize=(11, 0.45 * len(whole) + 1.6), sharey=True, squeeze=False)
+        axes, y = axes[0], list(range(len(whole)))[::-1]
+        for ax, rate in zip(axes, shown, strict=True):
+            for yi, (_, pairs) in zip(y, whole, strict=True):
+                r = pairs[rate]
+                color = {"better": "tab:green", "worse": "tab:red"}.get(r["verdict"], "tab:gray")
+                err = [[r["difference"] - r["ci95"][0]], [r["ci95"][1] - r["difference"]]]
+                ax.errorbar(r["difference"], yi, xerr=err, fmt="o", color=color, capsize=3)
+            ax.axvline(0, color="black", linewidth=0.8)
+            ax.set_title(rate, fontsize=9)
+            ax.set_ylim(-0.6, len(whole) - 0.4)
+            ax.xaxis.set_major_locator(MaxNLocator(4))
+            ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+            ax.tick_params(labelsize=8)
+        axes[0].set_yticks(y, [n for n, _ in whole], fontsize=8)
+        fig.suptitle("ISARA minus SFT at each setting, same prompts, 95% interval (lower is better;\n"
+                     "green better, red worse, grey not separable)", fontsize=10)  # fmt: skip
+        made.append(_finish(fig, axes[0], out, "ablation.png"))
+    if teachers:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        x = range(len(teachers))
+        for i, rate in enumerate(r for r in RATES if all(r in rates for _, rates in teachers)):
+            runs = [rates[rate][0] for _, rates in teachers]
+            shift = [xi + (i - 1.5) * 0.08 for xi in x]
+            err = [[r["rate"] - r["ci95"][0] for r in runs], [r["ci95"][1] - r["rate"] for r in runs]]
+            ax.errorbar(shift, [r["rate"] for r in runs], yerr=err, fmt="o-", capsize=3, label=rate)
+        ax.set_xticks(list(x), [n for n, _ in teachers], fontsize=8)
+        ax.set_ylabel("rate (95% Wilson interval)")
+        ax.set_ylim(0, 1)
+        ax.set_title("The teacher alone: ICL-kNN at each setting")
+        made.append(_finish(fig, ax, out, "teacher.png", {"fontsize": 8}))
+    return made
+
+
 def ablation_page(dirs: list[Path], page: Path) -> Path:
     """The ablation as a page: the settings side by side, the rule's choice and the teacher curve,
     from the study folders."""
@@ -532,6 +587,8 @@ def ablation_page(dirs: list[Path], page: Path) -> Path:
         "## Settings side by side",
         "",
         table(dirs).rstrip("\n"),
+        "",
+        *(f"![{name[:-4]}]({name})" for name in plot_ablation(dirs, page.parent)),
         "",
         "## The default, by the README's rule",
         "",

@@ -292,6 +292,8 @@ def test_a_run_is_one_experiment_per_seed_resumes_and_puts_the_workspace_back(tm
     assert rows[2].split(" | ")[9] == "60.0%"  # seed 5's it2 fed on pairs judged harmful 60% of the time
     page = study.ablation_page([out, ablation], tmp_path / "ablation.md").read_text(encoding="utf-8")
     assert "\n".join(rows) in page and "|\n|---|\n| No setting of the ablation lets ISARA beat SFT" in page
+    assert "![ablation](ablation.png)" in page and "teacher.png" not in page  # no study of the teacher alone yet
+    assert (tmp_path / "ablation.png").stat().st_size > 0
     # ISARA at contexts=3 against the first ISARA study listed, on the 10 category prompts both answered:
     # seed 0's it2 answered every one harmfully, seed 5's two of them (prompts 0 and 6)
     assert "| contexts3 | study | harmful_category (n=10, runs=1) | 100.0% | 20.0% | +80.0% |" in page
@@ -305,6 +307,8 @@ def test_a_run_is_one_experiment_per_seed_resumes_and_puts_the_workspace_back(tm
     study.report(teacher)
     row = study.table([teacher]).splitlines()[2].split(" | ")
     assert row[3] == "icl_knn" and row[4] == row[8] == "35.0%" and row[9] == "—" and row[10] == "not measured"
+    page = study.ablation_page([out, ablation, teacher], tmp_path / "ablation.md").read_text(encoding="utf-8")
+    assert "![teacher](teacher.png)" in page and (tmp_path / "teacher.png").stat().st_size > 0
     with pytest.raises(IsaraError, match="--only sft_lora: not an arm"):
         study.run([0], teacher, root=tmp_path, only=["sft_lora"])
 
