@@ -260,7 +260,9 @@ def main(argv: list[str] | None = None) -> None:
     stu.add_argument("dirs", nargs="*", help="table: the study folders to set side by side")
     stu.add_argument("--set", action="append", default=[], help="run: a params override for every run of the "
                      "study, e.g. contexts=8 (an ablation setting); the folder records it")  # fmt: skip
-    stu.add_argument("--only", nargs="+", default=None, help="run: these arms alone, e.g. icl_knn (the teacher)")
+    stu.add_argument(
+        "--only", nargs="+", default=None, help="run: these arms alone, e.g. icl_knn (the teacher without training)"
+    )
     stu.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="run: the seeds (default 0 1 2)")
     stu.add_argument("--max-per-suite", type=int, default=None, help="run: prompts per suite (default: every prompt)")
     stu.add_argument("--out", default="study", help="the study folder: generations, runs.json, index.md")

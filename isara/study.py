@@ -414,7 +414,7 @@ TABLE_HEADER = [
     "harmful: other",
     "over-refusal: XSTest",
     "over-refusal: AlpacaEval",
-    "ICL-kNN harmful: category (the teacher)",
+    "ICL-kNN harmful: category (its examples, the evaluation's decoding)",
     "its accepted pairs judged harmful",
     "against SFT",
     "against the schedule-matched SFT",
@@ -582,7 +582,9 @@ def ablation_page(dirs: list[Path], page: Path) -> Path:
         "",
         f"Built by `isara study table {' '.join(str(d) for d in dirs)} --page {page}` from each folder's "
         "runs.json and summary.json (`isara study report` writes them). Rates are means over a study's seeds; "
-        "a study of the teacher alone (`--only icl_knn`) shows ICL-kNN's rates in ISARA's columns.",
+        "a study of the teacher alone (`--only icl_knn`) shows ICL-kNN's rates in ISARA's columns. ICL-kNN answers "
+        "with the evaluation's decoding (`evaluate.*`), ISARA labels with `label.*`: where they differ, the labels "
+        "ISARA trained on are the column \"its accepted pairs judged harmful\", not ICL-kNN's rate.",
         "",
         "## Settings side by side",
         "",
