@@ -182,6 +182,13 @@ def teacher_runs(metrics: Path = teacher.METRICS) -> dict[str, dict]:
     return {f.stem: read_json(f) for f in files}
 
 
+def difference_point(ax, r: dict, y: float) -> None:
+    """One paired difference (a compare result) at height y with its 95% interval, coloured by its verdict."""
+    colour = {"better": "tab:green", "worse": "tab:red"}.get(r["verdict"], "tab:gray")
+    err = [[r["difference"] - r["ci95"][0]], [r["ci95"][1] - r["difference"]]]
+    ax.errorbar(r["difference"], y, xerr=err, fmt="o", color=colour, capsize=3)
+
+
 def plot_study(comp: dict, runs: dict[str, dict], out: Path) -> list[str]:
     """Forest plot of the paired differences; the teacher and the pool's growth per run."""
     import matplotlib
@@ -192,18 +199,15 @@ def plot_study(comp: dict, runs: dict[str, dict], out: Path) -> list[str]:
     made = []
     pairs = comp.get("pairs", {})
     if pairs:
-        labels, diffs, los, his, colors = [], [], [], [], []
+        labels, results = [], []
         for base, both in pairs.items():
             for rate, r in both["trained"].items():
                 labels.append(f"{rate} vs {base}" + (" (flips)" if rate in both["flips"] else ""))
-                diffs.append(r["difference"])
-                los.append(r["difference"] - r["ci95"][0])
-                his.append(r["ci95"][1] - r["difference"])
-                colors.append({"better": "tab:green", "worse": "tab:red"}.get(r["verdict"], "tab:gray"))
+                results.append(r)
         fig, ax = plt.subplots(figsize=(7, 0.32 * len(labels) + 1.2))
         y = list(range(len(labels)))[::-1]
-        for yi, d, lo, hi, c in zip(y, diffs, los, his, colors, strict=True):
-            ax.errorbar(d, yi, xerr=[[lo], [hi]], fmt="o", color=c, capsize=3)
+        for yi, r in zip(y, results, strict=True):
+            difference_point(ax, r, yi)
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_yticks(y, labels, fontsize=8)
         ax.set_xlabel(f"{comp['x']} minus baseline (lower is better), 95% interval")

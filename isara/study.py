@@ -526,7 +526,7 @@ def plot_ablation(dirs: list[Path], out: Path) -> list[str]:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-    from isara.report import _finish
+    from isara.report import _finish, difference_point
 
     summaries = [(d.name, read_json(d / "summary.json")) for d in dirs]
     whole = [
@@ -542,10 +542,7 @@ def plot_ablation(dirs: list[Path], out: Path) -> list[str]:
         axes, y = axes[0], list(range(len(whole)))[::-1]
         for ax, rate in zip(axes, shown, strict=True):
             for yi, (_, pairs) in zip(y, whole, strict=True):
-                r = pairs[rate]
-                color = {"better": "tab:green", "worse": "tab:red"}.get(r["verdict"], "tab:gray")
-                err = [[r["difference"] - r["ci95"][0]], [r["ci95"][1] - r["difference"]]]
-                ax.errorbar(r["difference"], yi, xerr=err, fmt="o", color=color, capsize=3)
+                difference_point(ax, pairs[rate], yi)
             ax.axvline(0, color="black", linewidth=0.8)
             ax.set_title(rate, fontsize=9)
             ax.set_ylim(-0.6, len(whole) - 0.4)
@@ -559,9 +556,10 @@ def plot_ablation(dirs: list[Path], out: Path) -> list[str]:
     if teachers:
         fig, ax = plt.subplots(figsize=(7, 4))
         x = range(len(teachers))
-        for i, rate in enumerate(r for r in RATES if all(r in rates for _, rates in teachers)):
+        shown = [r for r in RATES if all(r in rates for _, rates in teachers)]
+        for i, rate in enumerate(shown):
             runs = [rates[rate][0] for _, rates in teachers]
-            shift = [xi + (i - 1.5) * 0.08 for xi in x]
+            shift = [xi + (i - (len(shown) - 1) / 2) * 0.08 for xi in x]  # side by side, centred on the setting
             err = [[r["rate"] - r["ci95"][0] for r in runs], [r["ci95"][1] - r["rate"] for r in runs]]
             ax.errorbar(shift, [r["rate"] for r in runs], yerr=err, fmt="o-", capsize=3, label=rate)
         ax.set_xticks(list(x), [n for n, _ in teachers], fontsize=8)
