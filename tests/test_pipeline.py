@@ -215,14 +215,15 @@ def restore_workspace(repo: Path) -> None:
 
 
 def test_gamma_experiment_reruns_only_downstream_of_merge(repo: Path) -> None:
-    """`dvc exp run -S gamma=0.5` up to it2's model: merge and what follows rerun; the stages before
-    merge, and those beside it (SFT, the pretrained baseline), are named as targets and do not."""
+    """`dvc exp run -S gamma=0.5` up to it2's proposals: merge and what follows rerun, into the next
+    iteration (it1's new model proposes it2's questions); the stages before merge, and those beside
+    it (SFT, the pretrained baseline), are named as targets and do not."""
     try:
-        out = sh("dvc exp run -S gamma=0.5 train@it2 evaluate@it1 sft baseline@pretrained judge", repo)
+        out = sh("dvc exp run -S gamma=0.5 propose@it2 evaluate@it1 sft baseline@pretrained judge", repo)
     finally:
         restore_workspace(repo)
     stages = ran(out)
-    assert {"merge@it1", "train@it1", "evaluate@it1", "propose@it2", "train@it2"} <= stages
+    assert {"merge@it1", "train@it1", "evaluate@it1", "propose@it2"} <= stages
     assert not stages & {
         "prepare_data",
         "prepare_model",
@@ -294,14 +295,18 @@ def test_a_domain_of_ones_own_runs_through_the_readme_steps(repo: Path) -> None:
             w.writerows(part)
     sh('isara seed import seed.csv --question Question --answer "Best Answer" --out data/seeds/mine.parquet', repo)
     sh('isara eval import prompts.csv --prompt Question --reference "Best Answer" --out data/evals/mine.parquet', repo)
-    sh("isara domain mine --seed data/seeds/mine.parquet --eval data/evals/mine.parquet", repo)
+    # One round of its own (--set): the domain's schedule-matched control follows it, not the root's two.
+    one_round = "--set 'iterations={it1: {k: 1, prev: 0, extends: it0}}'"
+    sh(f"isara domain mine --seed data/seeds/mine.parquet --eval data/evals/mine.parquet {one_round}", repo)
     root_lock = (repo / "dvc.lock").read_text()
     out = sh("dvc repro domains/mine/dvc.yaml", repo)
     domain_stages = {s.split(":")[-1] for s in sh("dvc stage list --name-only domains/mine/dvc.yaml", repo).split()}
     assert domain_stages <= {s.split(":")[-1] for s in ran(out)}
+    assert {"train@it1", "sft_matched@it1", "baseline@sft_matched"} <= domain_stages
+    assert not {s for s in domain_stages if s.endswith(("@it2", "@oneshot"))}
     summary = json.loads((repo / "domains/mine/metrics/summary.json").read_text())
-    assert {"it1", "it2", "pretrained", "sft", "oneshot"} <= set(summary["models"])
-    assert summary["models"]["it2"]["win_rate_n"] > 0 and 0.0 <= summary["models"]["it2"]["win_rate"] <= 1.0
+    assert {"it1", "pretrained", "sft", "sft_matched"} <= set(summary["models"]) and "it2" not in summary["models"]
+    assert summary["models"]["it1"]["win_rate_n"] > 0 and 0.0 <= summary["models"]["it1"]["win_rate"] <= 1.0
     assert (repo / "domains/mine/report/index.md").is_file()
     assert (repo / "dvc.lock").read_text() == root_lock  # the root pipeline is untouched
 
