@@ -17,10 +17,16 @@ from isara.config import TrainParams, load_params
 from isara.distributed import LAUNCHED, launch_command, launch_env, shard
 from tests.conftest import REPO, base_params, sizes
 
+# SmolLM2's architecture (tied embeddings, its tokenizer and chat template) at two layers of width
+# 64, randomly initialised: what the ranks must agree on is the same, at a fraction of the compute.
+SMALL = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+         "num_key_value_heads": 4, "head_dim": 16}  # fmt: skip
+
 # Largest per-step loss difference allowed between 2 processes and 1 (fp32). Measured: 1e-6 at
-# most over the 8 steps below (the csv's last digit). Two wrong versions tried once: the loss
-# computed past DDP's forward, so no gradient averaging, drifted by up to 0.35 from step 2 on;
-# each rank dividing by its own slice's size, by up to 0.86 from step 1 (bf16: 6.5e-3 measured).
+# most over the 8 steps below (the csv's last digit), with SmolLM2-135M and with SMALL alike. Two
+# wrong versions tried once on SmolLM2-135M: the loss computed past DDP's forward, so no gradient
+# averaging, drifted by up to 0.35 from step 2 on (8.7e-3 with SMALL); each rank dividing by its
+# own slice's size, by up to 0.86 from step 1 (bf16: 6.5e-3 measured).
 LOSS_TOL = 1e-4
 
 # Logs every file a process of the stage opens for writing, renames or creates inside the
@@ -112,6 +118,23 @@ def test_slice_losses_average_to_the_batch_loss() -> None:
     )
 
 
+@pytest.fixture(scope="module")
+def small(base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """models/it0 as prepare_model writes it, with SmolLM2 shrunk to SMALL and seeded weights."""
+    import shutil
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    out = tmp_path_factory.mktemp("small") / "it0"
+    shutil.copytree(base, out, ignore=shutil.ignore_patterns("*.safetensors"))
+    cfg = AutoConfig.from_pretrained(base)
+    cfg.update(SMALL)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(out)
+    return out
+
+
 def train_stage(
     base: Path, folder: Path, processes: int, recipe: dict | None = None
 ) -> tuple[pl.DataFrame, list[list[str]], str]:
@@ -139,7 +162,7 @@ def train_stage(
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ISARA_WATCH": str(folder / "hook/writes.tsv")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(folder / "hook"), os.environ.get("PYTHONPATH")]))
     cmd = [sys.executable, str(REPO / "stages/train.py"), "--run", "it1"]
-    limit = 300  # s; a run takes about a minute here
+    limit = 300  # s; a run takes about 10 s here
     try:
         done = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=limit)
     except subprocess.TimeoutExpired as stuck:
@@ -151,9 +174,9 @@ def train_stage(
 
 
 @pytest.mark.slow
-def test_two_processes_follow_the_single_process_loss_curve(base: Path, tmp_path: Path) -> None:
-    one, _, _ = train_stage(base, tmp_path / "one", 1)
-    two, writes, log = train_stage(base, tmp_path / "two", 2)
+def test_two_processes_follow_the_single_process_loss_curve(small: Path, tmp_path: Path) -> None:
+    one, _, _ = train_stage(small, tmp_path / "one", 1)
+    two, writes, log = train_stage(small, tmp_path / "two", 2)
     assert "accelerate.commands.launch --num_processes 2" in log
     assert one["step"].to_list() == two["step"].to_list() == list(range(1, 9))
     assert one["tokens"].to_list() == two["tokens"].to_list()  # the same examples, each seen once
@@ -170,11 +193,11 @@ def test_two_processes_follow_the_single_process_loss_curve(base: Path, tmp_path
 
 
 @pytest.mark.slow
-def test_two_processes_accumulate_and_schedule_steps_as_one_does(base: Path, tmp_path: Path) -> None:
+def test_two_processes_accumulate_and_schedule_steps_as_one_does(small: Path, tmp_path: Path) -> None:
     """The authors' recipe: 2 batches a step (the last batch of 1 leaves rank 1 nothing), cosine after a warm-up."""
     recipe = {"grad_accum": 2, "schedule": "cosine", "warmup_steps": 1, "adam_betas": [0.9, 0.95]}
-    one, _, _ = train_stage(base, tmp_path / "one", 1, recipe)
-    two, _, _ = train_stage(base, tmp_path / "two", 2, recipe)
+    one, _, _ = train_stage(small, tmp_path / "one", 1, recipe)
+    two, _, _ = train_stage(small, tmp_path / "two", 2, recipe)
     assert one["step"].to_list() == two["step"].to_list() == [1, 2, 3, 4]  # 8 batches, 2 a step
     assert one["tokens"].to_list() == two["tokens"].to_list()
     gap = (one["loss"] - two["loss"]).abs().max()
