@@ -135,9 +135,10 @@ def _study(args: argparse.Namespace) -> None:
 
     if args.action == "table":
         dirs = [Path(d) for d in args.dirs]
-        print(study.table(dirs) + "\n" + study.choose(dirs))
+        settings, choice = study.table(dirs), study.choose(dirs)
+        print(settings + "\n" + choice)
         if args.page:
-            print(f"wrote {study.ablation_page(dirs, Path(args.page))}")
+            print(f"wrote {study.ablation_page(dirs, Path(args.page), settings, choice)}")
         return
     out = Path(args.out)
     if args.action == "run":

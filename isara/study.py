@@ -570,10 +570,12 @@ def plot_ablation(dirs: list[Path], out: Path) -> list[str]:
     return made
 
 
-def ablation_page(dirs: list[Path], page: Path) -> Path:
+def ablation_page(dirs: list[Path], page: Path, settings: str | None = None, choice: str | None = None) -> Path:
     """The ablation as a page: the settings side by side, the rule's choice and the teacher curve,
-    from the study folders."""
+    from the study folders (`settings` and `choice`: table(dirs) and choose(dirs), when made already)."""
     from isara.report import _md_table
+
+    settings, choice = settings or table(dirs), choice or choose(dirs)
 
     text = "\n".join([
         "# The ablation: one study per setting, side by side",
@@ -586,13 +588,13 @@ def ablation_page(dirs: list[Path], page: Path) -> Path:
         "",
         "## Settings side by side",
         "",
-        table(dirs).rstrip("\n"),
+        settings.rstrip("\n"),
         "",
         *(f"![{name[:-4]}]({name})" for name in plot_ablation(dirs, page.parent)),
         "",
         "## The default, by the README's rule",
         "",
-        *_md_table(["the README's rule over these settings"], [[choose(dirs)]]),
+        *_md_table(["the README's rule over these settings"], [[choice]]),
         "",
     ])  # fmt: skip
     header = ["setting", "against", "rate", "this setting", "reference", "difference", "95% interval", "p", "verdict"]
