@@ -16,11 +16,12 @@ from isara import merge, schema
 from isara.config import TrainParams, load_params
 from isara.distributed import LAUNCHED, launch_command, launch_env, shard
 from tests.conftest import REPO, base_params, sizes
+from tools.gpu_check import SHAPES
 
-# SmolLM2's architecture (tied embeddings, its tokenizer and chat template) at two layers of width
-# 64, randomly initialised: what the ranks must agree on is the same, at a fraction of the compute.
-SMALL = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-         "num_key_value_heads": 4, "head_dim": 16}  # fmt: skip
+# SmolLM2's architecture (tied embeddings, its tokenizer and chat template) at gpu_check's tiny
+# shape, randomly initialised: what the ranks must agree on is the same, at a fraction of the
+# compute. SmolLM2's config also fixes the key/value heads and the head width, so they follow too.
+SMALL = {**SHAPES["llama-tiny"], "num_key_value_heads": 4, "head_dim": 16}
 
 # Largest per-step loss difference allowed between 2 processes and 1 (fp32). Measured: 1e-6 at
 # most over the 8 steps below (the csv's last digit), with SmolLM2-135M and with SMALL alike. Two
