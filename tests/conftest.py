@@ -98,6 +98,31 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+# SmolLM2's architecture (tied embeddings, its tokenizer and chat template) at gpu_check's tiny
+# shape, randomly initialised: for tests of training mechanics (resuming, accumulation, ranks
+# agreeing), which hold at any size, at a fraction of the compute. SmolLM2's config also fixes the
+# key/value heads and the head width, so they follow the width too.
+SMALL = {"num_key_value_heads": 4, "head_dim": 16}
+
+
+@pytest.fixture(scope="session")
+def small(base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """models/it0 as prepare_model writes it, with SmolLM2 shrunk to SMALL and seeded weights."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from tools.gpu_check import SHAPES
+
+    out = tmp_path_factory.mktemp("small") / "it0"
+    shutil.copytree(base, out, ignore=shutil.ignore_patterns("*.safetensors"))
+    cfg = AutoConfig.from_pretrained(base)
+    cfg.update({**SHAPES["llama-tiny"], **SMALL})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        AutoModelForCausalLM.from_config(cfg).save_pretrained(out)
+    return out
+
+
 def copy_project(dst: Path) -> None:
     """What a pipeline run needs of this checkout (code, pipeline, params, raw data), copied into dst."""
     for name in (

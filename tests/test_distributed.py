@@ -16,15 +16,9 @@ from isara import merge, schema
 from isara.config import TrainParams, load_params
 from isara.distributed import LAUNCHED, launch_command, launch_env, shard
 from tests.conftest import REPO, base_params, sizes
-from tools.gpu_check import SHAPES
-
-# SmolLM2's architecture (tied embeddings, its tokenizer and chat template) at gpu_check's tiny
-# shape, randomly initialised: what the ranks must agree on is the same, at a fraction of the
-# compute. SmolLM2's config also fixes the key/value heads and the head width, so they follow too.
-SMALL = {**SHAPES["llama-tiny"], "num_key_value_heads": 4, "head_dim": 16}
 
 # Largest per-step loss difference allowed between 2 processes and 1 (fp32). Measured: 1e-6 at
-# most over the 8 steps below (the csv's last digit), with SmolLM2-135M and with SMALL alike. Two
+# most over the 8 steps below (the csv's last digit), with SmolLM2-135M and with conftest's SMALL alike. Two
 # wrong versions tried once on SmolLM2-135M: the loss computed past DDP's forward, so no gradient
 # averaging, drifted by up to 0.35 from step 2 on (8.7e-3 with SMALL); each rank dividing by its
 # own slice's size, by up to 0.86 from step 1 (bf16: 6.5e-3 measured).
@@ -117,23 +111,6 @@ def test_slice_losses_average_to_the_batch_loss() -> None:
     assert not torch.allclose(
         (step_loss(model, *collate(rows[:3], 0)) + step_loss(model, *collate(rows[3:], 0))) / 2, whole
     )
-
-
-@pytest.fixture(scope="module")
-def small(base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """models/it0 as prepare_model writes it, with SmolLM2 shrunk to SMALL and seeded weights."""
-    import shutil
-
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    out = tmp_path_factory.mktemp("small") / "it0"
-    shutil.copytree(base, out, ignore=shutil.ignore_patterns("*.safetensors"))
-    cfg = AutoConfig.from_pretrained(base)
-    cfg.update(SMALL)
-    torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(cfg).save_pretrained(out)
-    return out
 
 
 def train_stage(

@@ -14,7 +14,7 @@ import pytest
 from isara import judge_data, schema
 from isara.config import parse_params
 from isara.errors import IsaraError
-from isara.judges import RECIPE, ROWS, WEIGHTS, HFClassifier, Judges, binary_metrics, train_judges
+from isara.judges import CE_BATCH, RECIPE, ROWS, WEIGHTS, HFClassifier, Judges, binary_metrics, train_judges
 from isara.schema import norm
 from tests.conftest import REPO, base_params
 
@@ -189,19 +189,25 @@ def test_judges_learn_and_beat_chance(trained):
     assert 2 * (N_SPARD_TRAIN - SEED_N - N_SPARD_TEST) <= metrics["harm"]["train"]["spard"] <= 2 * 200
 
 
-def test_saved_judges_are_byte_identical_and_reload(trained, inputs, params, tmp_path):
-    metrics, out = trained
-    again = _train(params, inputs, tmp_path)
-    assert again == metrics
+def test_judges_trained_twice_are_byte_identical(inputs, params, tmp_path):
+    """Two trainings on the same rows write the same bytes: a smaller slice than `trained`, as bytes need no accuracy."""
+    few = {"max_train_per_source": 10, "max_test_per_source": 10}
+    small = params.model_copy(update={"judge": params.judge.model_copy(update=few)})
+    first, second = _train(small, inputs, tmp_path / "a"), _train(small, inputs, tmp_path / "b")
+    assert first == second and sum(first["harm"]["train"].values()) > 2 * CE_BATCH  # a fit of several batches
     for name in (WEIGHTS, RECIPE, ROWS, "harm/model.safetensors", "harm/config.json", "harm/tokenizer.json"):
-        assert (out / name).read_bytes() == (tmp_path / name).read_bytes(), name
-    assert b"pickle" not in (out / WEIGHTS).read_bytes()[:200]
-    # The loaded judges reproduce the held-out score the training reported.
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert b"pickle" not in (tmp_path / "a" / WEIGHTS).read_bytes()[:200]
+
+
+def test_saved_judges_reload_and_reproduce_their_held_out_scores(trained, inputs, params):
+    metrics, out = trained
     test = judge_data.spard(inputs[0]).filter(pl.col("split") == "test")
+    q, a = test["question"].to_list(), test["answer"].to_list()
     judges = Judges.load(out, params.model.embedder)
-    prob = judges.harm(test["question"].to_list(), test["answer"].to_list())
+    prob = judges.harm(q, a)
     assert binary_metrics(test["label"].to_numpy(), prob, judges.threshold) == metrics["harm"]["held_out"]["spard_test"]
-    assert np.array_equal(prob, Judges.load(tmp_path, params.model.embedder).harm(test["question"].to_list(), test["answer"].to_list()))  # fmt: skip
+    assert np.array_equal(prob, Judges.load(out, params.model.embedder).harm(q, a))  # a second load, the same scores
     assert judges.describe()["harm"]["held_out"]["spard_test"]["accuracy"] == metrics["harm"]["held_out"]["spard_test"]["accuracy"]  # fmt: skip
     assert judges.refusal([], []).shape == (0,)
 

@@ -341,7 +341,7 @@ RECIPES = [
 @pytest.mark.model
 @pytest.mark.parametrize(("cfg", "crash_at", "saved"), RECIPES, ids=["default", "authors"])
 def test_training_resumes_from_its_checkpoint_to_the_same_weights(
-    base: Path, seed: pl.DataFrame, tmp_path: Path, monkeypatch, cfg: TrainParams, crash_at: int, saved: list[int]
+    small: Path, seed: pl.DataFrame, tmp_path: Path, monkeypatch, cfg: TrainParams, crash_at: int, saved: list[int]
 ) -> None:
     """A crash after a checkpoint, then a rerun: the result equals an uninterrupted run's."""
     import torch
@@ -352,7 +352,7 @@ def test_training_resumes_from_its_checkpoint_to_the_same_weights(
 
     torch.set_num_threads(2)
     data = merge.training_rows(seed.head(6))
-    clean, clean_hist = T.train(load_model(base)[0], load_model(base)[1], data, cfg, 1, 0, "chatml")
+    clean, clean_hist = T.train(load_model(small)[0], load_model(small)[1], data, cfg, 1, 0, "chatml")
 
     real_save, saves = T.save_checkpoint, []
 
@@ -363,11 +363,11 @@ def test_training_resumes_from_its_checkpoint_to_the_same_weights(
             raise RuntimeError("simulated crash")
 
     monkeypatch.setattr(T, "save_checkpoint", crash_after_a_save)
-    model, tok = load_model(base)
+    model, tok = load_model(small)
     with pytest.raises(RuntimeError, match="simulated crash"):
         T.train(model, tok, data, cfg, 1, 0, "chatml", tmp_path / "ckpt")
     assert saves == saved and (tmp_path / "ckpt" / META).is_file()
-    model, tok = load_model(base)  # a fresh process would start from the base weights again
+    model, tok = load_model(small)  # a fresh process would start from the base weights again
     resumed, hist = T.train(model, tok, data, cfg, 1, 0, "chatml", tmp_path / "ckpt")
     assert saves == saved  # the last steps ran after the resume; no checkpoint after the last step
     assert len(hist) == T.plan_steps(6, cfg) and [h["loss"] for h in hist] == [h["loss"] for h in clean_hist]
@@ -376,7 +376,7 @@ def test_training_resumes_from_its_checkpoint_to_the_same_weights(
 
 
 @pytest.mark.model
-def test_the_default_recipe_makes_the_updates_of_the_plain_loop(base: Path, seed: pl.DataFrame) -> None:
+def test_the_default_recipe_makes_the_updates_of_the_plain_loop(small: Path, seed: pl.DataFrame) -> None:
     """One batch a step at a constant rate: the AdamW calls the training loop made before the options."""
     import torch
 
@@ -386,9 +386,9 @@ def test_the_default_recipe_makes_the_updates_of_the_plain_loop(base: Path, seed
 
     torch.set_num_threads(2)
     data, cfg = merge.training_rows(seed.head(6)), TrainParams(lr=1e-4, epochs=2, batch_size=3, bf16=False)
-    trained, history = train(*load_model(base), data, cfg, 1, 0, "chatml")
+    trained, history = train(*load_model(small), data, cfg, 1, 0, "chatml")
 
-    model, tok = load_model(base)
+    model, tok = load_model(small)
     torch.manual_seed(1)
     rng = np.random.default_rng(1)
     examples = tokenize_rows(tok, data, "chatml", cfg.max_length)
@@ -406,7 +406,7 @@ def test_the_default_recipe_makes_the_updates_of_the_plain_loop(base: Path, seed
 
 
 @pytest.mark.model
-def test_accumulated_batches_step_as_one_batch_of_all_their_rows(base: Path, seed: pl.DataFrame) -> None:
+def test_accumulated_batches_step_as_one_batch_of_all_their_rows(small: Path, seed: pl.DataFrame) -> None:
     import torch
 
     from isara.models import load_model
@@ -422,7 +422,7 @@ def test_accumulated_batches_step_as_one_batch_of_all_their_rows(base: Path, see
             pass
 
     torch.set_num_threads(2)
-    model, tok = load_model(base)
+    model, tok = load_model(small)
     data = merge.training_rows(seed.head(5)).with_columns(pl.Series("weight", [1.0, 0.5, 1.0, 2.0, 1.0]))
     examples = tokenize_rows(tok, data, "chatml", 256)
     two = _step(model, Keep(), examples, [np.array([0, 1]), np.array([2, 3, 4])], tok.pad_token_id, False)
@@ -450,7 +450,7 @@ def test_the_cosine_schedule_is_the_one_transformers_gives() -> None:
 
 
 @pytest.mark.model
-def test_the_matched_control_takes_the_optimizer_steps_of_its_round(base: Path, seed: pl.DataFrame) -> None:
+def test_the_matched_control_takes_the_optimizer_steps_of_its_round(small: Path, seed: pl.DataFrame) -> None:
     """sft_matched@itK trains D0 for as many steps as train@itK takes on its own, larger set."""
     import torch
 
@@ -461,11 +461,11 @@ def test_the_matched_control_takes_the_optimizer_steps_of_its_round(base: Path, 
     d0 = merge.training_rows(seed.head(3))
     isara_rows = merge.training_rows(seed.head(10)).with_columns(pl.Series("weight", [1.0] * 9 + [0.0]))
     cfg = TrainParams(lr=1e-4, epochs=1, batch_size=2, grad_accum=2, schedule="cosine", bf16=False)
-    model, tok = load_model(base)
+    model, tok = load_model(small)
     steps = planned_steps(tok, isara_rows, cfg, "chatml")
     assert steps == 3  # 9 rows with a weight: 5 batches, 2 a step
     _, isara_hist = train(model, tok, isara_rows, cfg, 2, 0, "chatml")
-    _, matched_hist = train(*load_model(base), d0, cfg, 2, 0, "chatml", steps=steps)
+    _, matched_hist = train(*load_model(small), d0, cfg, 2, 0, "chatml", steps=steps)
     assert len(isara_hist) == len(matched_hist) == steps
     assert [h["epoch"] for h in matched_hist] == [1, 2, 3]  # 3 pairs, 2 batches an epoch, 2 batches a step
 
