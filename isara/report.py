@@ -299,26 +299,31 @@ def _rate_cell(r: dict) -> str:
     return f"{r['rate']:.1%} [{lo:.0%}, {hi:.0%}] n={r['n']}"
 
 
-def comparison_lines(comp: dict) -> list[list[str]]:
-    """One row per (baseline, rate): rates, difference, interval, p, verdict, and the keyword judge's view.
+def paired_cells(rate: str, r: dict) -> list[str]:
+    """A paired comparison of one rate as table cells: the rate with its prompts (and runs, when several),
+    each arm's rate (the mean over its runs: one per seed in a study), difference, interval, p, verdict."""
+    runs = r["runs"]
+    return [
+        f"{rate} (n={r['n_prompts']}" + (f", runs={len(runs)})" if len(runs) > 1 else ")"),
+        _pct(sum(run["x_rate"] for run in runs) / len(runs)),
+        _pct(sum(run["y_rate"] for run in runs) / len(runs)),
+        f"{r['difference']:+.1%}",
+        f"[{r['ci95'][0]:+.1%}, {r['ci95'][1]:+.1%}]",
+        f"{r['p_value']:.3f}",
+        r["verdict"],
+    ]
 
-    Each arm's rate is the mean over its runs (one per seed in a study; one in a pipeline run).
-    """
+
+def comparison_lines(comp: dict) -> list[list[str]]:
+    """One row per (baseline, rate): `paired_cells`, then the keyword judge's view and whether it flips."""
     out = []
     for base, both in comp.get("pairs", {}).items():
         for rate, r in both["trained"].items():
             kw = both["keyword"].get(rate)
-            runs = r["runs"]
             out.append(
                 [
                     base,
-                    f"{rate} (n={r['n_prompts']}" + (f", runs={len(runs)})" if len(runs) > 1 else ")"),
-                    _pct(sum(run["x_rate"] for run in runs) / len(runs)),
-                    _pct(sum(run["y_rate"] for run in runs) / len(runs)),
-                    f"{r['difference']:+.1%}",
-                    f"[{r['ci95'][0]:+.1%}, {r['ci95'][1]:+.1%}]",
-                    f"{r['p_value']:.3f}",
-                    r["verdict"],
+                    *paired_cells(rate, r),
                     "—" if kw is None else f"{kw['difference']:+.1%} ({kw['verdict']})",
                     "yes" if rate in both["flips"] else "",
                 ]

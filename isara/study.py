@@ -29,7 +29,7 @@ from isara import paths, schema
 from isara.config import Params, parse_params
 from isara.errors import IsaraError
 from isara.paired import RATES, compare_files, flags
-from isara.report import read_json
+from isara.report import paired_cells, read_json
 from isara.stats import rate as rate_of
 
 log = logging.getLogger(__name__)
@@ -497,11 +497,7 @@ def _against_first(dirs: list[Path], arm_of) -> list[list[str]]:
     for d, arm in chosen[1:]:
         _, arms, _ = _runs(d)
         for rate, r in compare_files(arms[arm], ref_arms[ref_arm], ref_record["threshold"]).items():
-            runs = r["runs"]
-            rows.append([d.name, ref.name, f"{rate} (n={r['n_prompts']}, runs={len(runs)})",
-                         _pct(sum(x["x_rate"] for x in runs) / len(runs)),
-                         _pct(sum(x["y_rate"] for x in runs) / len(runs)), f"{r['difference']:+.1%}",
-                         f"[{r['ci95'][0]:+.1%}, {r['ci95'][1]:+.1%}]", f"{r['p_value']:.3f}", r["verdict"]])  # fmt: skip
+            rows.append([d.name, ref.name, *paired_cells(rate, r)])
     return rows
 
 

@@ -173,7 +173,7 @@ def test_the_teacher_curve_pairs_each_teacher_study_with_the_first(tmp_path: Pat
     rows = study.teacher_curve([tmp_path / "contexts2", tmp_path / "contexts8", tmp_path / "contexts3", tmp_path])
     harm = [r for r in rows if r[2].startswith("harmful_category")]
     assert [r[:2] for r in harm] == [["contexts8", "contexts2"], ["contexts3", "contexts2"]]
-    assert harm[0][2] == "harmful_category (n=40, runs=1)" and harm[0][-1] == "better"
+    assert harm[0][2] == "harmful_category (n=40)" and harm[0][-1] == "better"
     assert harm[0][3:6] == ["25.0%", "75.0%", "-50.0%"]
     exact = mcnemar([i < 10 for i in range(N)], [i < 30 for i in range(N)])["p_value"]  # 20 prompts only the reference
     assert harm[0][-2] == f"{exact:.3f}" and harm[1][-1].startswith("not separable")
