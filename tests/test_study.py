@@ -296,7 +296,7 @@ def test_a_run_is_one_experiment_per_seed_resumes_and_puts_the_workspace_back(tm
     assert (tmp_path / "ablation.png").stat().st_size > 0
     # ISARA at contexts=3 against the first ISARA study listed, on the 10 category prompts both answered:
     # seed 0's it2 answered every one harmfully, seed 5's two of them (prompts 0 and 6)
-    assert "| contexts3 | study | harmful_category (n=10, runs=1) | 100.0% | 20.0% | +80.0% |" in page
+    assert "| contexts3 | study | harmful_category (n=10) | 100.0% | 20.0% | +80.0% |" in page
     assert (tmp_path / "params.yaml").read_bytes() == committed["params.yaml"]
     # the teacher alone at a setting: one run, under the first seed; the page has its rates, no comparison
     teacher = tmp_path / "teacher-contexts3"
