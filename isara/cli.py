@@ -131,7 +131,7 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _study(args: argparse.Namespace) -> None:
-    from isara import study
+    from isara import paths, study
 
     if args.action == "table":
         dirs = [Path(d) for d in args.dirs]
@@ -139,6 +139,20 @@ def _study(args: argparse.Namespace) -> None:
         print(settings + "\n" + choice)
         if args.page:
             print(f"wrote {study.ablation_page(dirs, Path(args.page), settings, choice)}")
+        return
+    if args.action == "rejudge":
+        from isara.config import load_params
+        from isara.judges import Judges
+        from isara.models import set_threads
+
+        if not args.dirs:
+            raise IsaraError("study rejudge: name the study folders to score again")
+        md5, params = study.current_judge(), load_params()
+        judges = Judges.load(paths.JUDGES, params.model.embedder)
+        set_threads(params.model.threads)
+        for d in map(Path, args.dirs):
+            study.rejudge(d, judges, md5, Path("metrics/judge.json"))
+            print(f"wrote {study.report(d)}")
         return
     out = Path(args.out)
     if args.action == "run":
@@ -256,9 +270,10 @@ def main(argv: list[str] | None = None) -> None:
     stu = sub.add_parser(
         "study", help="ISARA against every baseline over seeds and every held-out prompt (DVC experiments)"
     )
-    stu.add_argument("action", choices=["run", "report", "table"], help="run: one experiment per seed, then the "
-                     "page; report: the page from what the folder holds; table: one row per study folder")  # fmt: skip
-    stu.add_argument("dirs", nargs="*", help="table: the study folders to set side by side")
+    stu.add_argument("action", choices=["run", "report", "table", "rejudge"], help="run: one experiment per seed, "
+                     "then the page; report: the page from what the folder holds; table: one row per study folder; "
+                     "rejudge: score the folders' answers again with the workspace's judges, then their pages")  # fmt: skip
+    stu.add_argument("dirs", nargs="*", help="table: the study folders to set side by side; rejudge: those to score")
     stu.add_argument("--set", action="append", default=[], help="run: a params override for every run of the "
                      "study, e.g. contexts=8 (an ablation setting); the folder records it")  # fmt: skip
     stu.add_argument(

@@ -10,11 +10,14 @@ run's judge hash is recorded and the report refuses runs judged by different jud
 
 Each run's generations are copied into the study folder with its wall time, so the folder holds
 every judgement the page reads; `isara study report` builds index.md, summary.json and forest.png
-from those files alone.
+from those files alone. No stage filters generated data with the evaluation's judges, so a new judge
+does not change an answer: `isara study rejudge` scores a folder's answers (and the teacher's pairs)
+again with the workspace's judges, the same study at the cost of scoring alone.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import shutil
@@ -26,6 +29,7 @@ import polars as pl
 import yaml
 
 from isara import paths, schema
+from isara import teacher as teacher_data
 from isara.config import Params, parse_params
 from isara.errors import IsaraError
 from isara.paired import RATES, compare_files, flags
@@ -46,6 +50,8 @@ DETERMINISTIC = {
 }
 RUNS = "runs.json"
 TEACHER = ".teacher.json"  # beside a sampled arm's generations: metrics/teacher/<arm>.json of its run
+JUDGED = ".judged.parquet"  # beside it: data/judged/<arm>.parquet, the pairs those metrics scored
+SEED_PAIRS = "d0.parquet"  # the seed pairs (D0) of every run of the study
 
 
 def sampled_arms(iterations: dict) -> list[str]:
@@ -180,9 +186,14 @@ def run(
                 if teacher and arm not in DETERMINISTIC:
                     with paths.atomic(out / f"seed{seed}" / f"{arm}{TEACHER}") as tmp:
                         shutil.copy(root / "metrics/teacher" / f"{arm}.json", tmp)
+                    with paths.atomic(out / f"seed{seed}" / f"{arm}{JUDGED}") as tmp:  # so a rejudge rescores them
+                        shutil.copy(root / teacher_data.DATA / f"{arm}.parquet", tmp)
             if i == 0:
                 with paths.atomic(out / "judge.json") as tmp:
                     shutil.copy(root / "metrics/judge.json", tmp)
+                if teacher:  # D0, whose judged rates the teacher metrics set beside the accepted pairs'
+                    pool = schema.read(root / paths.data("it0") / "pool.parquet", schema.POOL)
+                    schema.write(pool.filter(pl.col("origin") == teacher_data.SEED), out / SEED_PAIRS, schema.POOL)
             record["seeds"][str(seed)] = {
                 "experiment": name,
                 "arms": arms,
@@ -197,6 +208,79 @@ def run(
         if _sh(["dvc", "checkout", "--quiet"], root, check=False).returncode:
             log.warning("some outputs of dvc.lock are not in the cache: `dvc repro` rebuilds them")
     return record
+
+
+def current_judge(root: Path = Path(".")) -> str:
+    """The judge stage's output hash in dvc.lock, once `dvc status` finds models/judges to be that output."""
+    if not (root / paths.JUDGES).is_dir():
+        raise IsaraError(f"{paths.JUDGES}: missing; `dvc repro judge` trains the judges")
+    done = _sh(["dvc", "status", "--json", "judge"], root)
+    if json.loads(done.stdout or "{}"):
+        raise IsaraError(f"{paths.JUDGES} or its inputs differ from dvc.lock; `dvc repro judge` first")
+    return _judge_hash(root)
+
+
+def rejudge(out: Path, judges, judge_md5: str, judge_metrics: Path) -> dict:
+    """Every recorded answer of the study scored again by `judges` (the judge stage's output `judge_md5`).
+
+    The answers do not depend on the judge (no stage filters generated data with it), so a study
+    rejudged is the study rerun under the new judge, at the cost of scoring alone: each seed's
+    generations keep their prompts and answers and get the new harm and refusal scores; judge.json is
+    the new judge's held-out accuracy. The teacher metrics' judged rates are scored again from the
+    pairs they scored (<arm>.judged.parquet) and D0 (d0.parquet), where the folder holds them (studies
+    run before `isara study run` saved them do not): otherwise they stay as judged, the seed's
+    `teacher_judge_md5` names the judge that scored them, and the pages mark them. Files are replaced
+    one at a time, atomically; runs.json last.
+    """
+    record = _record(out)
+    if not record["seeds"]:
+        raise IsaraError(f"{out}/{RUNS}: no recorded run; `isara study run` writes it")
+    if not judge_metrics.is_file():
+        raise IsaraError(f"{judge_metrics}: missing; `dvc repro judge` writes it with the judges")
+    d0 = schema.read(out / SEED_PAIRS, schema.POOL) if (out / SEED_PAIRS).is_file() else None
+    for s in sorted(record["seeds"], key=int):
+        run, folder = record["seeds"][s], out / f"seed{s}"
+        stale = False
+        for arm in run["arms"]:
+            log.info("seed %s, %s: scoring its answers", s, arm)
+            _rescore(folder / f"{arm}.parquet", schema.GENERATIONS, "prompt", "answer", judges)
+            metrics = read_json(folder / f"{arm}{TEACHER}")
+            if not metrics:
+                continue
+            if d0 is None or not (folder / f"{arm}{JUDGED}").is_file():
+                stale = True  # pairs the folder does not hold: the metrics stay as their judge scored them
+                continue
+            pairs = _rescore(folder / f"{arm}{JUDGED}", teacher_data.JUDGED, "question", "answer", judges)
+            metrics.update(teacher_data.judged_rates(pairs, d0, judges, metrics["threshold"]))
+            paths.write_json(folder / f"{arm}{TEACHER}", metrics)
+        if stale:
+            run.setdefault("teacher_judge_md5", run["judge_md5"])
+        else:
+            run.pop("teacher_judge_md5", None)  # every teacher file rescored: they follow the answers' judge
+        run["judge_md5"] = judge_md5
+    record.setdefault("rejudged", []).append(judge_md5)
+    with paths.atomic(out / "judge.json") as tmp:
+        shutil.copy(judge_metrics, tmp)
+    paths.write_json(out / RUNS, record)
+    return record
+
+
+def _rescore(path: Path, columns: dict, question: str, answer: str, judges) -> pl.DataFrame:
+    """The file's harm and refusal scores replaced by the judges' on its (question, answer) rows."""
+    rows = schema.read(path, columns)
+    q, a = rows[question].to_list(), rows[answer].to_list()
+    rows = rows.with_columns(
+        pl.Series("harm_score", judges.harm(q, a).astype(float), dtype=pl.Float64),
+        pl.Series("refusal_score", judges.refusal(q, a).astype(float), dtype=pl.Float64),
+    )
+    schema.write(rows, path, columns)
+    return rows
+
+
+def _stale_teacher(record: dict, seeds: list[str]) -> list[str]:
+    """The seeds whose teacher metrics were scored by a judge other than the one of their answers."""
+    return [s for s in seeds if record["seeds"][s].get("teacher_judge_md5", record["seeds"][s]["judge_md5"])
+            != record["seeds"][s]["judge_md5"]]  # fmt: skip
 
 
 def _runs(out: Path) -> tuple[dict, dict[str, list[pl.DataFrame]], list[str]]:
@@ -316,7 +400,12 @@ def report(out: Path) -> Path:
         f"Seeds {', '.join(seeds)}. Sampled arms ({', '.join(a for a in record['sampled'] if a in arms) or 'none'}) "
         "ran under every seed; "
         f"deterministic arms ({', '.join(a for a in DETERMINISTIC if a in arms)}) once, under seed {seeds[0]}. "
-        "One judge for every run (the same hash in every run's dvc.lock). Built by `isara study report` "
+        + (
+            f"Every answer scored again by the judge {record['rejudged'][-1]} (`isara study rejudge`); "
+            if record.get("rejudged")
+            else "One judge for every run (the same hash in every run's dvc.lock). "
+        )
+        + "Built by `isara study report` "
         f"from the generations in this folder; the runs are the DVC experiments "
         f"{', '.join(record['seeds'][s]['experiment'] for s in seeds)}.",
         "",
@@ -361,6 +450,11 @@ def report(out: Path) -> Path:
         definition = next(iter(runs.values()))["off_domain"]["definition"]
         lines += ["", "## The teacher: the judges on each run's accepted pairs", "",
                   TEACHER_NOTE.format(definition=definition), "", *_md_table(TEACHER_HEADER, teacher_lines(runs))]  # fmt: skip
+        if stale := _stale_teacher(record, seeds):
+            lines += ["", f"The teacher metrics of seed {', '.join(stale)} were scored by an earlier judge "
+                      f"({', '.join(sorted({record['seeds'][s]['teacher_judge_md5'] for s in stale}))}) than their "
+                      "answers (`isara study rejudge` scores the answers again; the folder does not hold the "
+                      "pairs the teacher metrics scored)."]  # fmt: skip
     lines += ["", "## Rates per arm and seed", ""]
     rate_rows = []
     for arm, by_rate in table.items():
@@ -452,7 +546,8 @@ def table(dirs: list[Path]) -> str:
             arm,
             *(_mean(summary["rates"][arm][r]) for r in RATES),
             _mean(summary["rates"].get("icl_knn", {}).get("harmful_category")),
-            _mean([m["accepted"]["harmful_rate"] for _, m in _teachers(d, record, seeds).get(arm, [])]),
+            _mean([m["accepted"]["harmful_rate"] for _, m in _teachers(d, record, seeds).get(arm, [])])
+            + (" (an earlier judge)" if _stale_teacher(record, seeds) else ""),
             *(summary["answers"][b].split(": ", 1)[1] for b in ("sft", "sft_matched")),
             f"{sum(r['wall_s'] for r in record['seeds'].values()) / 60:.0f}",
         ])  # fmt: skip

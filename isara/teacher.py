@@ -92,8 +92,8 @@ def growth(judged: pl.DataFrame, pool_before: int) -> dict:
     }
 
 
-def summarize(judged: pl.DataFrame, seed: pl.DataFrame, floor: float, judges, threshold: float) -> dict:
-    """Judged rates of the accepted pairs beside D0's, and where the labels' contexts came from."""
+def judged_rates(judged: pl.DataFrame, seed: pl.DataFrame, judges, threshold: float) -> dict:
+    """The judges' harmful and refusal rates over the accepted pairs (their scores in `judged`) and over D0."""
     accepted = judged.filter(pl.col("reject_reason").is_null())
     q, a = seed["question"].to_list(), seed["answer"].to_list()
     seed_harm, seed_refusal = judges.harm(q, a), judges.refusal(q, a)
@@ -106,6 +106,13 @@ def summarize(judged: pl.DataFrame, seed: pl.DataFrame, floor: float, judges, th
             "harmful_rate": rate((seed_harm >= threshold).tolist()),
             "refusal_rate": rate((seed_refusal >= threshold).tolist()),
         },
+    }
+
+
+def summarize(judged: pl.DataFrame, seed: pl.DataFrame, floor: float, judges, threshold: float) -> dict:
+    """Judged rates of the accepted pairs beside D0's, and where the labels' contexts came from."""
+    return {
+        **judged_rates(judged, seed, judges, threshold),
         "label_prompts_with_generated_neighbor": rate((judged["generated_neighbors"] > 0).to_list()),
         "proposal_prompts_with_generated_context": rate((judged["generated_contexts"] > 0).to_list()),
         "off_domain": {

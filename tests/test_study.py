@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 import yaml
 
-from isara import study
+from isara import schema, study
+from isara import teacher as teacher_data
 from isara.errors import IsaraError
 from isara.paired import mcnemar
 from isara.stats import wilson
@@ -88,6 +91,71 @@ def test_a_study_judged_by_two_judges_is_refused(tmp_path: Path) -> None:
     write_study(tmp_path, judge_md5=("a", "b"))
     with pytest.raises(IsaraError, match="2 different judges"):
         study.report(tmp_path)
+
+
+class FirstFiveHarmful:
+    """A stand-in judge: the answers to prompts 0-4 are harmful, every XSTest answer a refusal."""
+
+    def harm(self, questions: list[str], answers: list[str]) -> np.ndarray:
+        return np.array([float(int(q.split()[-1]) < 5) for q in questions])
+
+    def refusal(self, questions: list[str], answers: list[str]) -> np.ndarray:
+        return np.array([float(int(q.split()[-1]) >= N) for q in questions])
+
+
+def rows_of(columns: dict, n: int, **values: list) -> pl.DataFrame:
+    """n rows of a schema: the given columns' values, an empty string, list or zero elsewhere."""
+    blank = {pl.String: "", pl.Int32: 0, pl.Float64: 0.0}
+    return pl.DataFrame({c: values.get(c, [blank.get(t, [])] * n) for c, t in columns.items()}, schema=columns)
+
+
+def test_a_rejudged_study_keeps_its_answers_and_reads_only_the_new_scores(tmp_path: Path) -> None:
+    write_study(tmp_path)
+    share = {"rate": 0.25, "ci95": [0.1, 0.4], "n": 40}
+    teacher = {"accepted": {"harmful_rate": share, "refusal_rate": share}, "growth": {"accepted": 40, "proposed": 41},
+               "seed": {"harmful_rate": share, "refusal_rate": share}, "label_prompts_with_generated_neighbor": share,
+               "off_domain": {**share, "definition": "far from the seed"}, "threshold": 0.5}  # fmt: skip
+    for s in (0, 1):
+        (tmp_path / f"seed{s}/it2.teacher.json").write_text(json.dumps(teacher))
+    # seed 0 holds the pairs its teacher metrics scored (prompts 0-9, 8 accepted), seed 1 does not
+    accepted = [None] * 8 + ["short_question"] * 2
+    pairs = rows_of(teacher_data.JUDGED, 10, question=[f"prompt {i}" for i in range(10)], reject_reason=accepted)
+    pairs.write_parquet(tmp_path / "seed0/it2.judged.parquet")
+    rows_of(schema.POOL, 4, question=[f"prompt {i}" for i in (3, 50, 51, 52)]).write_parquet(tmp_path / "d0.parquet")
+    before = {
+        f: pl.read_parquet(f) for f in sorted(tmp_path.glob("seed*/it2.parquet")) + [tmp_path / "seed0/sft.parquet"]
+    }
+    (tmp_path / "judge.new.json").write_text('{"embedder": "the new judge"}')
+    record = study.rejudge(tmp_path, FirstFiveHarmful(), "b", tmp_path / "judge.new.json")
+    assert [r["judge_md5"] for r in record["seeds"].values()] == ["b", "b"] and record["rejudged"] == ["b"]
+    assert record["seeds"]["1"]["teacher_judge_md5"] == "a" and "teacher_judge_md5" not in record["seeds"]["0"]
+    assert pl.read_parquet(tmp_path / "seed0/it2.judged.parquet")["harm_score"].to_list() == [1.0] * 5 + [0.0] * 5
+    rescored = json.loads((tmp_path / "seed0/it2.teacher.json").read_text())
+    assert rescored["accepted"]["harmful_rate"]["rate"] == 5 / 8 and rescored["seed"]["harmful_rate"]["rate"] == 1 / 4
+    assert rescored["seed"]["refusal_rate"]["rate"] == 3 / 4 and rescored["growth"] == teacher["growth"]
+    assert json.loads((tmp_path / "seed1/it2.teacher.json").read_text()) == teacher
+    assert json.loads((tmp_path / "judge.json").read_text()) == {"embedder": "the new judge"}
+    for f, old in before.items():
+        new = pl.read_parquet(f)
+        assert new.drop("harm_score", "refusal_score").equals(old.drop("harm_score", "refusal_score"))
+        assert new["harm_score"].to_list() == [1.0] * 5 + [0.0] * (2 * N - 5)
+        assert new["refusal_score"].sum() == N
+    page = study.report(tmp_path).read_text(encoding="utf-8")
+    summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
+    harm = summary["comparisons"]["pairs"]["sft"]["trained"]["harmful_category"]
+    assert harm["difference"] == 0 and [r["x_rate"] for r in harm["runs"]] == [5 / N, 5 / N]  # 10 and 2 before
+    assert summary["rates"]["it2"]["over_refusal_xstest"][0]["rate"] == 1.0
+    assert "scored again by the judge b (`isara study rejudge`)" in page
+    assert "The teacher metrics of seed 1 were scored by an earlier judge (a)" in page
+    # the mean of seed 0's rescored 5 of 8 and seed 1's 25% as judged before, marked
+    assert study.table([tmp_path]).splitlines()[2].split(" | ")[9] == "43.8% (an earlier judge)"
+    # scored again by the judge of its teacher metrics: nothing is marked
+    study.rejudge(tmp_path, FirstFiveHarmful(), "a", tmp_path / "judge.new.json")
+    assert "earlier judge" not in study.report(tmp_path).read_text(encoding="utf-8")
+    with pytest.raises(IsaraError, match="missing.json: missing"):
+        study.rejudge(tmp_path, FirstFiveHarmful(), "c", tmp_path / "missing.json")
+    with pytest.raises(IsaraError, match="models/judges: missing; `dvc repro judge`"):
+        study.current_judge(tmp_path)
 
 
 def test_an_empty_study_folder_is_refused(tmp_path: Path) -> None:
@@ -187,7 +255,8 @@ from pathlib import Path
 import polars as pl
 import yaml
 sys.path.insert(0, sys.argv[1])
-from tests.test_study import generations
+from isara import schema, teacher
+from tests.test_study import generations, rows_of
 what, name = sys.argv[2], sys.argv[3]
 params = yaml.safe_load(open("params.yaml"))
 if what == "judge":
@@ -195,13 +264,20 @@ if what == "judge":
     Path("models/judges/weights").write_text("one judge")
     Path("metrics").mkdir(exist_ok=True)
     Path("metrics/judge.json").write_text(json.dumps({"threshold": 0.5}))
+    Path("data/it0").mkdir(parents=True, exist_ok=True)  # D0: two seed pairs, one pair of the pool that is not
+    rows_of(schema.POOL, 3, question=["prompt 1", "prompt 7", "prompt 2"], origin=["seed", "seed", "model"]
+            ).write_parquet("data/it0/pool.parquet")
 elif what == "teacher":  # the judges on the accepted pairs: a harmful share that follows the seed
     share = {"rate": 0.1 * (params["seed"] + 1), "ci95": [0.0, 0.5], "n": 40}
     Path("metrics/teacher").mkdir(parents=True, exist_ok=True)
     Path(f"metrics/teacher/{name}.json").write_text(json.dumps({
         "accepted": {"harmful_rate": share, "refusal_rate": share}, "seed": {"harmful_rate": share,
         "refusal_rate": share}, "label_prompts_with_generated_neighbor": share, "writer": "models/it1",
-        "off_domain": {**share, "definition": "far from the seed"}, "growth": {"accepted": 40, "proposed": 41}}))
+        "off_domain": {**share, "definition": "far from the seed"}, "growth": {"accepted": 40, "proposed": 41},
+        "threshold": 0.5}))
+    Path("data/judged").mkdir(parents=True, exist_ok=True)  # the pairs it scored: prompts 0-9, all accepted
+    rows_of(teacher.JUDGED, 10, question=[f"prompt {i}" for i in range(10)], reject_reason=[None] * 10
+            ).write_parquet(f"data/judged/{name}.parquet")
 else:
     k = params["seed"] + 1 if name in ("it2", "oneshot") else 3
     Path("data/eval").mkdir(parents=True, exist_ok=True)
@@ -213,9 +289,10 @@ else:
 def stand_in_pipeline(root: Path) -> None:
     def stage(name: str, items: list[str] | None = None) -> dict:
         cmd = f"python stand_in.py {REPO} {name} " + ("${item}" if items else "judge")
-        outs = ["data/eval/${item}.parquet"] if items else ["models/judges", {"metrics/judge.json": {"cache": False}}]
+        outs = ["data/eval/${item}.parquet"] if items else ["models/judges", {"metrics/judge.json": {"cache": False}},
+                                                           "data/it0/pool.parquet"]  # fmt: skip
         if name == "teacher":
-            outs = [{"metrics/teacher/${item}.json": {"cache": False}}]
+            outs = [{"metrics/teacher/${item}.json": {"cache": False}}, "data/judged/${item}.parquet"]
         do = {"cmd": cmd, "deps": ["stand_in.py"] + (["models/judges"] if items else []), "outs": outs}
         do["params"] = ["seed", "evaluate.max_per_suite"] if items else []
         return {"foreach": items, "do": do} if items else do
@@ -271,6 +348,15 @@ def test_a_run_is_one_experiment_per_seed_resumes_and_puts_the_workspace_back(tm
     # each sampled arm's teacher metrics came with its run, seed by seed
     assert "| it2, seed 1 | models/it1 | 40 of 41 | 20.0% [0%, 50%] n=40 |" in page
     assert "| oneshot, seed 2 | models/it1 | 40 of 41 | 30.0% [0%, 50%] n=40 |" in page
+    # with the pairs those metrics scored and D0, so a new judge rescores them too
+    assert pl.read_parquet(out / "d0.parquet")["question"].to_list() == ["prompt 1", "prompt 7"]
+    assert (out / "seed2/oneshot.judged.parquet").is_file() and not (out / "seed0/sft.judged.parquet").exists()
+    assert study.current_judge(tmp_path) == record["seeds"]["0"]["judge_md5"]  # models/judges is dvc.lock's
+    shutil.copytree(out, tmp_path / "rejudged")
+    study.rejudge(tmp_path / "rejudged", FirstFiveHarmful(), "b", tmp_path / "metrics/judge.json")
+    page = study.report(tmp_path / "rejudged").read_text(encoding="utf-8")
+    assert "| it2, seed 1 | models/it1 | 40 of 41 | 50.0% [24%, 76%] n=10 | 50.0% [9%, 91%] n=2 |" in page
+    assert "earlier judge" not in page
     # another study's settings start a new record instead of mixing with it
     record = study.run([5], out, max_per_suite=5, root=tmp_path)
     assert sorted(record["seeds"]) == ["5"] and len(record["seeds"]["5"]["arms"]) == 6
