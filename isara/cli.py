@@ -148,10 +148,10 @@ def _study(args: argparse.Namespace) -> None:
         if not args.dirs:
             raise IsaraError("study rejudge: name the study folders to score again")
         md5, params = study.current_judge(), load_params()
-        judges = Judges.load(paths.JUDGES, params.model.embedder)
+        Judges.load(paths.JUDGES, params.model.embedder)  # a broken judge fails before any file is touched
         set_threads(params.model.threads)
         for d in map(Path, args.dirs):
-            study.rejudge(d, judges, md5, Path("metrics/judge.json"))
+            study.rejudge(d, lambda: Judges.load(paths.JUDGES, params.model.embedder), md5, Path("metrics/judge.json"))
             print(f"wrote {study.report(d)}")
         return
     out = Path(args.out)

@@ -220,8 +220,10 @@ def current_judge(root: Path = Path(".")) -> str:
     return _judge_hash(root)
 
 
-def rejudge(out: Path, judges, judge_md5: str, judge_metrics: Path) -> dict:
-    """Every recorded answer of the study scored again by `judges` (the judge stage's output `judge_md5`).
+def rejudge(out: Path, load_judges, judge_md5: str, judge_metrics: Path) -> dict:
+    """Every recorded answer of the study scored again by the judges `load_judges()` returns (the judge
+    stage's output `judge_md5`), a fresh object for each file as each stage has one: the refusal judge
+    embeds the texts it has not seen in batches, and a batch's padding moves a score by ~1e-6.
 
     The answers do not depend on the judge (no stage filters generated data with it), so a study
     rejudged is the study rerun under the new judge, at the cost of scoring alone: each seed's
@@ -243,13 +245,14 @@ def rejudge(out: Path, judges, judge_md5: str, judge_metrics: Path) -> dict:
         stale = False
         for arm in run["arms"]:
             log.info("seed %s, %s: scoring its answers", s, arm)
-            _rescore(folder / f"{arm}.parquet", schema.GENERATIONS, "prompt", "answer", judges)
+            _rescore(folder / f"{arm}.parquet", schema.GENERATIONS, "prompt", "answer", load_judges())
             metrics = read_json(folder / f"{arm}{TEACHER}")
             if not metrics:
                 continue
             if d0 is None or not (folder / f"{arm}{JUDGED}").is_file():
                 stale = True  # pairs the folder does not hold: the metrics stay as their judge scored them
                 continue
+            judges = load_judges()  # the teacher stage's order: its pairs, then D0
             pairs = _rescore(folder / f"{arm}{JUDGED}", teacher_data.JUDGED, "question", "answer", judges)
             metrics.update(teacher_data.judged_rates(pairs, d0, judges, metrics["threshold"]))
             paths.write_json(folder / f"{arm}{TEACHER}", metrics)

@@ -126,7 +126,7 @@ def test_a_rejudged_study_keeps_its_answers_and_reads_only_the_new_scores(tmp_pa
         f: pl.read_parquet(f) for f in sorted(tmp_path.glob("seed*/it2.parquet")) + [tmp_path / "seed0/sft.parquet"]
     }
     (tmp_path / "judge.new.json").write_text('{"embedder": "the new judge"}')
-    record = study.rejudge(tmp_path, FirstFiveHarmful(), "b", tmp_path / "judge.new.json")
+    record = study.rejudge(tmp_path, FirstFiveHarmful, "b", tmp_path / "judge.new.json")
     assert [r["judge_md5"] for r in record["seeds"].values()] == ["b", "b"] and record["rejudged"] == ["b"]
     assert record["seeds"]["1"]["teacher_judge_md5"] == "a" and "teacher_judge_md5" not in record["seeds"]["0"]
     assert pl.read_parquet(tmp_path / "seed0/it2.judged.parquet")["harm_score"].to_list() == [1.0] * 5 + [0.0] * 5
@@ -150,10 +150,10 @@ def test_a_rejudged_study_keeps_its_answers_and_reads_only_the_new_scores(tmp_pa
     # the mean of seed 0's rescored 5 of 8 and seed 1's 25% as judged before, marked
     assert study.table([tmp_path]).splitlines()[2].split(" | ")[9] == "43.8% (an earlier judge)"
     # scored again by the judge of its teacher metrics: nothing is marked
-    study.rejudge(tmp_path, FirstFiveHarmful(), "a", tmp_path / "judge.new.json")
+    study.rejudge(tmp_path, FirstFiveHarmful, "a", tmp_path / "judge.new.json")
     assert "earlier judge" not in study.report(tmp_path).read_text(encoding="utf-8")
     with pytest.raises(IsaraError, match="missing.json: missing"):
-        study.rejudge(tmp_path, FirstFiveHarmful(), "c", tmp_path / "missing.json")
+        study.rejudge(tmp_path, FirstFiveHarmful, "c", tmp_path / "missing.json")
     with pytest.raises(IsaraError, match="models/judges: missing; `dvc repro judge`"):
         study.current_judge(tmp_path)
 
@@ -353,7 +353,7 @@ def test_a_run_is_one_experiment_per_seed_resumes_and_puts_the_workspace_back(tm
     assert (out / "seed2/oneshot.judged.parquet").is_file() and not (out / "seed0/sft.judged.parquet").exists()
     assert study.current_judge(tmp_path) == record["seeds"]["0"]["judge_md5"]  # models/judges is dvc.lock's
     shutil.copytree(out, tmp_path / "rejudged")
-    study.rejudge(tmp_path / "rejudged", FirstFiveHarmful(), "b", tmp_path / "metrics/judge.json")
+    study.rejudge(tmp_path / "rejudged", FirstFiveHarmful, "b", tmp_path / "metrics/judge.json")
     page = study.report(tmp_path / "rejudged").read_text(encoding="utf-8")
     assert "| it2, seed 1 | models/it1 | 40 of 41 | 50.0% [24%, 76%] n=10 | 50.0% [9%, 91%] n=2 |" in page
     assert "earlier judge" not in page
