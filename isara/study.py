@@ -404,7 +404,7 @@ def report(out: Path) -> Path:
         "ran under every seed; "
         f"deterministic arms ({', '.join(a for a in DETERMINISTIC if a in arms)}) once, under seed {seeds[0]}. "
         + (
-            f"Every answer scored again by the judge {record['rejudged'][-1]} (`isara study rejudge`); "
+            f"Every answer scored again by the judge {record['rejudged'][-1]} (`isara study rejudge`). "
             if record.get("rejudged")
             else "One judge for every run (the same hash in every run's dvc.lock). "
         )
