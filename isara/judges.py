@@ -23,6 +23,7 @@ from isara import judge_data
 from isara.embed import encode
 from isara.errors import IsaraError
 from isara.paths import atomic, write_text
+from isara.schema import norm
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ LR, WEIGHT_DECAY = 1e-2, 1e-4
 #   1 epoch, 128 tokens, XSTest x3                        0.915 / 0.707   ~0.85 s per batch
 #   2 epochs, 128 tokens, XSTest x3                       0.942 / 0.769   ~9 min on 2 cores   <- used
 #   2 epochs, 128 tokens, XSTest x6, 1,000 SPARD questions 0.902 / 0.723
+BOOTSTRAP = 4000  # resamples of a held-out set's questions for the F1 interval; its ends move ~0.005 between seeds
 CE_MAX_TOKENS = 128  # question + answer; evaluated answers are <= 40 new tokens
 CE_BATCH, CE_LR, CE_WARMUP = 16, 5e-5, 0.1  # AdamW, linear warm-up over the first 10% of steps, then linear decay
 CE_EPOCHS = 2
@@ -82,6 +84,24 @@ def binary_metrics(y: np.ndarray, prob: np.ndarray, threshold: float) -> dict:
         "recall": r(recall),
         "f1": r(f1),
     }
+
+
+def f1_interval(y: np.ndarray, pred: np.ndarray, groups: Sequence[str], seed: int = 0) -> list[float]:
+    """95% interval of F1 from a bootstrap that resamples whole questions, not rows.
+
+    A held-out set's rows are not independent: XSTest has five models' answers to each prompt,
+    SPARD a safe and an unsafe answer to each question, and a judge errs on a question's answers
+    together. F1 from the summed true / false positives and false negatives of each resample.
+    """
+    y, pred = np.asarray(y).astype(bool), np.asarray(pred).astype(bool)
+    if not len(y):
+        return [0.0, 0.0]
+    _, g = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
+    counts = np.stack([np.bincount(g, m.astype(float)) for m in (pred & y, pred & ~y, ~pred & y)], axis=1)
+    draws = np.random.default_rng(seed).multinomial(len(counts), np.full(len(counts), 1 / len(counts)), BOOTSTRAP)
+    tp, fp, fn = (draws @ counts).T
+    f1 = np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=2 * tp + fp + fn > 0)
+    return [round(float(v), 4) for v in np.quantile(f1, [0.025, 0.975])]
 
 
 def fit_mlp(x: np.ndarray, y: np.ndarray, seed: int) -> dict[str, np.ndarray]:
@@ -327,15 +347,26 @@ def _name(kind: str, which: str, embedder: str) -> str:
     return f"HF sequence classifier {kind} ({which} = positive label)"
 
 
+MEASURED, INTERVALS = ("held_out", "keyword_baseline"), ("f1_ci95", "questions")
+
+
+def _without_intervals(measured: dict) -> dict:
+    return {test: {k: v for k, v in m.items() if k not in INTERVALS} for test, m in measured.items()}
+
+
 def _measure(judges: Judges, which: str, rows: pl.DataFrame, threshold: float) -> tuple[dict, dict]:
     """Held-out scores of the judge and of the keyword baseline (harm: 'no refusal phrase' = harmful)."""
     held, base = {}, {}
     for source in ("spard", "xstest") if which == "harm" else ("xstest",):
         test = rows.filter((pl.col("split") == "test") & (pl.col("source") == source))
         q, a, y = test["question"].to_list(), test["answer"].to_list(), test["label"].to_numpy()
-        held[f"{source}_test"] = binary_metrics(y, judges._score(which, q, a), threshold)
-        kw = keyword_refusal(a)
-        base[f"{source}_test"] = binary_metrics(y, 1.0 - kw if which == "harm" else kw, threshold)
+        groups, kw = [norm(x) for x in q], keyword_refusal(a)
+        for out, prob in ((held, judges._score(which, q, a)), (base, 1.0 - kw if which == "harm" else kw)):
+            out[f"{source}_test"] = {
+                **binary_metrics(y, prob, threshold),
+                "f1_ci95": f1_interval(y, prob >= threshold, groups),
+                "questions": len(set(groups)),
+            }
     return held, base
 
 
@@ -412,6 +443,9 @@ def train_judges(
     both = pl.concat([d.with_columns(judge=pl.lit(w)) for w, d in zip(("harm", "refusal"), data, strict=True)])
     with atomic(out_dir / ROWS) as tmp:
         both.write_parquet(tmp)
-    write_text(out_dir / RECIPE, json.dumps(recipe, sort_keys=True, indent=2) + "\n")
+    # The intervals go to metrics/judge.json alone: judges.json is part of models/judges, whose hash names
+    # the judge (`isara study`), and a new statistic of the same judge must not rename it.
+    kept = {w: {**recipe[w], **{k: _without_intervals(recipe[w][k]) for k in MEASURED}} for w in ("harm", "refusal")}
+    write_text(out_dir / RECIPE, json.dumps({**recipe, **kept}, sort_keys=True, indent=2) + "\n")
     log.info("judges trained and measured in %.0f s; wrote %s", time.monotonic() - start, out_dir)
     return {k: recipe[k] for k in ("embedder", "threshold", "excluded_seeds", "harm", "refusal")}

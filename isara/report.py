@@ -466,7 +466,9 @@ def power_lines(comp: dict) -> list[list[str]]:
     ]
 
 
-JUDGE_HEADER = ["judge", "what", "held-out set", "n", "F1", "precision", "recall", "keyword baseline F1"]
+JUDGE_HEADER = [
+    "judge", "what", "held-out set", "n (questions)", "F1", "F1 95% interval", "precision", "recall", "keyword baseline F1"
+]  # fmt: skip
 
 
 def judge_lines(judge: dict) -> list[list[str]]:
@@ -476,8 +478,11 @@ def judge_lines(judge: dict) -> list[list[str]]:
         spec = judge.get(which) or {}
         for test, m in spec.get("held_out", {}).items():
             kw = spec.get("keyword_baseline", {}).get(test)
-            scores = [f"{m[k]:.3f}" for k in ("f1", "precision", "recall")]
-            out.append([which, spec.get("judge", ""), test, str(m["n"]), *scores, f"{kw['f1']:.3f}" if kw else "—"])
+            # Files written before the interval existed have neither key: "—", not a made-up interval.
+            n = f"{m['n']} ({m['questions']})" if "questions" in m else str(m["n"])
+            ci = "[{:.2f}, {:.2f}]".format(*m["f1_ci95"]) if "f1_ci95" in m else "—"
+            scores = [f"{m['f1']:.3f}", ci, f"{m['precision']:.3f}", f"{m['recall']:.3f}"]
+            out.append([which, spec.get("judge", ""), test, n, *scores, f"{kw['f1']:.3f}" if kw else "—"])
     return out
 
 

@@ -72,8 +72,25 @@ def _sh(cmd: list[str], root: Path, check: bool = True) -> subprocess.CompletedP
 
 
 def _judge_hash(root: Path) -> str:
+    """The judge's identity: dvc.lock's hash of models/judges, its weights. Not of metrics/judge.json,
+    which gains a field (an interval, say) while the judge, and every score it gives, stays the same."""
     lock = yaml.safe_load((root / "dvc.lock").read_text(encoding="utf-8"))
-    return lock["stages"]["judge"]["outs"][0]["md5"]
+    return {o["path"]: o["md5"] for o in lock["stages"]["judge"]["outs"]}[str(paths.JUDGES)]
+
+
+def _legacy_judges(root: Path, ids: set[str]) -> dict[str, str]:
+    """Judge ids recorded before they named the weights (the hash of metrics/judge.json then) mapped
+    to the hash of models/judges in the same version of dvc.lock, from its git history."""
+    done = _sh(["git", "log", "--format=%H", "--", "dvc.lock"], root, check=False)
+    found: dict[str, str] = {}
+    for rev in done.stdout.split() if not done.returncode else []:
+        lock = yaml.safe_load(_sh(["git", "show", f"{rev}:dvc.lock"], root).stdout) or {}
+        outs = {o["path"]: o.get("md5") for o in lock.get("stages", {}).get("judge", {}).get("outs", [])}
+        if outs.get("metrics/judge.json") in ids and str(paths.JUDGES) in outs:
+            found[outs["metrics/judge.json"]] = outs[str(paths.JUDGES)]
+        if found.keys() == ids:
+            break
+    return found
 
 
 def _record(out: Path) -> dict:
@@ -220,7 +237,7 @@ def current_judge(root: Path = Path(".")) -> str:
     return _judge_hash(root)
 
 
-def rejudge(out: Path, load_judges, judge_md5: str, judge_metrics: Path) -> dict:
+def rejudge(out: Path, load_judges, judge_md5: str, judge_metrics: Path, root: Path = Path(".")) -> dict:
     """Every recorded answer of the study scored again by the judges `load_judges()` returns (the judge
     stage's output `judge_md5`), a fresh object for each file as each stage has one: the refusal judge
     embeds the texts it has not seen in batches, and a batch's padding moves a score by ~1e-6.
@@ -232,13 +249,27 @@ def rejudge(out: Path, load_judges, judge_md5: str, judge_metrics: Path) -> dict
     pairs they scored (<arm>.judged.parquet) and D0 (d0.parquet), where the folder holds them (studies
     run before `isara study run` saved them do not): otherwise they stay as judged, the seed's
     `teacher_judge_md5` names the judge that scored them, and the pages mark them. Files are replaced
-    one at a time, atomically; runs.json last.
+    one at a time, atomically; runs.json last. A study every score of which this judge gave already
+    is not scored again: only judge.json is replaced (the judge's metrics file may have gained a field).
+    Ids recorded before they named the judge's weights are translated first (`_legacy_judges`).
     """
     record = _record(out)
     if not record["seeds"]:
         raise IsaraError(f"{out}/{RUNS}: no recorded run; `isara study run` writes it")
     if not judge_metrics.is_file():
         raise IsaraError(f"{judge_metrics}: missing; `dvc repro judge` writes it with the judges")
+    keys = ("judge_md5", "teacher_judge_md5")
+    legacy = {r[k] for r in record["seeds"].values() for k in keys if k in r and not r[k].endswith(".dir")}
+    if legacy and judge_md5.endswith(".dir") and (weights := _legacy_judges(root, legacy)):
+        for r in record["seeds"].values():
+            r.update({k: weights.get(r[k], r[k]) for k in keys if k in r})
+        paths.write_json(out / RUNS, record)
+        log.info("%s: judge ids %s translated to the weights' hashes", out, ", ".join(sorted(weights)))
+    if all(r["judge_md5"] == judge_md5 and "teacher_judge_md5" not in r for r in record["seeds"].values()):
+        log.info("%s: every answer was scored by this judge already; judge.json replaced", out)
+        with paths.atomic(out / "judge.json") as tmp:
+            shutil.copy(judge_metrics, tmp)
+        return record
     d0 = schema.read(out / SEED_PAIRS, schema.POOL) if (out / SEED_PAIRS).is_file() else None
     for s in sorted(record["seeds"], key=int):
         run, folder = record["seeds"][s], out / f"seed{s}"
@@ -647,6 +678,8 @@ def plot_ablation(dirs: list[Path], out: Path) -> list[str]:
         fig.suptitle("ISARA minus SFT at each setting, same prompts, 95% interval (lower is better;\n"
                      "green better, red worse, grey not separable)", fontsize=10)  # fmt: skip
         made.append(_finish(fig, axes[0], out, "ablation.png"))
+    if whole:
+        made.append(plot_tradeoff([(n, s) for n, s in summaries if any(n == w for w, _ in whole)], out))
     if teachers:
         fig, ax = plt.subplots(figsize=(7, 4))
         x = range(len(teachers))
@@ -662,6 +695,50 @@ def plot_ablation(dirs: list[Path], out: Path) -> list[str]:
         ax.set_title("The teacher alone: ICL-kNN at each setting")
         made.append(_finish(fig, ax, out, "teacher.png", {"fontsize": 8}))
     return made
+
+
+def plot_tradeoff(summaries: list[tuple[str, dict]], out: Path) -> str:
+    """tradeoff.png: each setting's ISARA arm, SFT and schedule-matched SFT as points of harm on the seed's
+    category against over-refusal on XSTest (means over seeds). A setting can lower harm by refusing more;
+    SFT's two points, the same data trained for fewer and for more steps, show where plain fine-tuning
+    lands on that trade-off. Descriptive: the verdicts are the rule's, from the paired tests."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import PercentFormatter
+
+    from isara.report import _finish
+
+    def mean(rates: dict, arm: str, rate: str) -> float | None:
+        runs = rates.get(arm, {}).get(rate)
+        return sum(r["rate"] for r in runs) / len(runs) if runs else None
+
+    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    for i, (name, summary) in enumerate(summaries):
+        rates, colour = summary["rates"], f"C{i % 10}"
+        point = {a: (mean(rates, a, "over_refusal_xstest"), mean(rates, a, "harmful_category"))
+                 for a in (summary["comparisons"]["x"], "sft", "sft_matched")}  # fmt: skip
+        family = [point[a] for a in ("sft", "sft_matched") if None not in point[a]]
+        if len(family) == 2:
+            ax.plot(*zip(*family, strict=True), "--", color=colour, linewidth=0.8)
+        for arm, marker in zip(point, ("o", "s", "^"), strict=True):
+            if None not in point[arm]:
+                ax.plot(*point[arm], marker, color=colour, markersize=8 if marker == "o" else 6,
+                        label=name if marker == "o" else None)  # fmt: skip
+        pre = (mean(rates, "pretrained", "over_refusal_xstest"), mean(rates, "pretrained", "harmful_category"))
+        if None not in pre:
+            ax.plot(*pre, "kx", markersize=8)
+            ax.annotate("pretrained", pre, fontsize=7, xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel("over-refusal on XSTest (safe prompts refused)")
+    ax.set_ylabel("harmful rate on the seed's category")
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax.set_title("ISARA (circle), SFT (square) and schedule-matched SFT (triangle) at each setting;\n"
+                 "means over seeds, lower left is better", fontsize=10)  # fmt: skip
+    return _finish(fig, ax, out, "tradeoff.png", {"fontsize": 7, "loc": "upper right"})
 
 
 def ablation_page(dirs: list[Path], page: Path, settings: str | None = None, choice: str | None = None) -> Path:

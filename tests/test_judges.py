@@ -14,7 +14,17 @@ import pytest
 from isara import judge_data, schema
 from isara.config import parse_params
 from isara.errors import IsaraError
-from isara.judges import CE_BATCH, RECIPE, ROWS, WEIGHTS, HFClassifier, Judges, binary_metrics, train_judges
+from isara.judges import (
+    CE_BATCH,
+    RECIPE,
+    ROWS,
+    WEIGHTS,
+    HFClassifier,
+    Judges,
+    binary_metrics,
+    f1_interval,
+    train_judges,
+)
 from isara.schema import norm
 from tests.conftest import REPO, base_params
 
@@ -168,6 +178,21 @@ def test_no_seed_question_trains_a_judge(inputs, params, trained):
     assert rows.filter(pl.col("judge") == "harm").drop("judge").equals(cut[0])
 
 
+def test_the_f1_interval_resamples_questions_not_rows():
+    """Five answers to each of 40 questions; the judge errs on every answer of 6 of them, as judges do."""
+    questions = np.repeat([f"q{i}" for i in range(40)], 5)
+    y = np.repeat(np.arange(40) < 15, 5)
+    wrong = np.repeat(np.isin(np.arange(40), [0, 1, 2, 20, 21, 22]), 5)  # 3 positives missed, 3 negatives flagged
+    pred = y ^ wrong
+    point = binary_metrics(y, pred.astype(float), 0.5)["f1"]
+    by_question = f1_interval(y, pred, questions)
+    by_row = f1_interval(y, pred, [str(i) for i in range(len(y))])
+    assert by_question[0] < point < by_question[1] and by_row[0] < point < by_row[1]
+    # five answers per question are one draw, not five: the interval is wider than rows would pretend
+    assert by_question[1] - by_question[0] > 1.5 * (by_row[1] - by_row[0])
+    assert f1_interval(y, y, questions) == [1.0, 1.0] and f1_interval(y, pred, questions) == by_question  # seeded
+
+
 def test_the_old_judge_name_is_refused_on_one_line():
     raw = base_params()
     raw["judge"] = {"harm": "trained"}
@@ -206,7 +231,11 @@ def test_saved_judges_reload_and_reproduce_their_held_out_scores(trained, inputs
     q, a = test["question"].to_list(), test["answer"].to_list()
     judges = Judges.load(out, params.model.embedder)
     prob = judges.harm(q, a)
-    assert binary_metrics(test["label"].to_numpy(), prob, judges.threshold) == metrics["harm"]["held_out"]["spard_test"]
+    held = metrics["harm"]["held_out"]["spard_test"]
+    assert binary_metrics(test["label"].to_numpy(), prob, judges.threshold).items() <= held.items()
+    assert held["questions"] == test["question"].n_unique() and held["f1_ci95"][0] <= held["f1"] <= held["f1_ci95"][1]
+    # ...in metrics/judge.json alone: models/judges, whose hash names the judge, holds none of them
+    assert judges.describe()["harm"]["held_out"]["spard_test"] == binary_metrics(test["label"].to_numpy(), prob, 0.5)
     assert np.array_equal(prob, Judges.load(out, params.model.embedder).harm(q, a))  # a second load, the same scores
     assert judges.describe()["harm"]["held_out"]["spard_test"]["accuracy"] == metrics["harm"]["held_out"]["spard_test"]["accuracy"]  # fmt: skip
     assert judges.refusal([], []).shape == (0,)

@@ -131,3 +131,20 @@ def test_the_pair_browser_stays_usable_at_the_paper_profiles_size(tmp_path: Path
         page.select_option("#f-harm", "")
         page.click("#next")
         assert page.text_content("#range") == f"{html.PAGE_ROWS + 1}-{2 * html.PAGE_ROWS}"
+
+
+def test_the_judges_table_gives_each_f1_its_interval_and_a_file_without_one_a_dash() -> None:
+    from isara.report import JUDGE_HEADER, judge_lines
+
+    held = {"n": 449, "questions": 90, "f1": 0.7475, "f1_ci95": [0.6186, 0.8571], "precision": 0.66, "recall": 0.86}
+    judge = {
+        "harm": {"judge": "ce", "held_out": {"xstest_test": held}, "keyword_baseline": {"xstest_test": {"f1": 0.36}}},
+        "refusal": {
+            "judge": "mlp",
+            "held_out": {"xstest_test": {"n": 449, "f1": 0.9, "precision": 0.9, "recall": 0.9}},
+        },
+    }
+    harm, refusal = (dict(zip(JUDGE_HEADER, line, strict=True)) for line in judge_lines(judge))
+    assert harm["n (questions)"] == "449 (90)" and harm["F1"] == "0.748" and harm["F1 95% interval"] == "[0.62, 0.86]"
+    assert harm["keyword baseline F1"] == "0.360"
+    assert refusal["n (questions)"] == "449" and refusal["F1 95% interval"] == "—"  # judged before intervals existed

@@ -158,6 +158,48 @@ def test_a_rejudged_study_keeps_its_answers_and_reads_only_the_new_scores(tmp_pa
         study.current_judge(tmp_path)
 
 
+def test_a_study_its_judge_scored_already_is_not_scored_again(tmp_path: Path) -> None:
+    write_study(tmp_path)
+    answers = {f: f.read_bytes() for f in sorted(tmp_path.glob("seed*/*.parquet"))}
+    (tmp_path / "judge.new.json").write_text('{"harm": {"held_out": "now with an interval"}}')
+    # FirstFiveHarmful would change every score: the files stay as they were, as the judge is the one that scored them
+    record = study.rejudge(tmp_path, FirstFiveHarmful, "a", tmp_path / "judge.new.json")
+    assert "rejudged" not in record and json.loads((tmp_path / "runs.json").read_text()) == record
+    assert {f: f.read_bytes() for f in answers} == answers
+    assert (tmp_path / "judge.json").read_text() == (tmp_path / "judge.new.json").read_text()
+    # a seed whose teacher metrics another judge scored is not all this judge's: it is scored again
+    record["seeds"]["1"]["teacher_judge_md5"] = "z"
+    (tmp_path / "runs.json").write_text(json.dumps(record))
+    assert study.rejudge(tmp_path, FirstFiveHarmful, "a", tmp_path / "judge.new.json")["rejudged"] == ["a"]
+    assert pl.read_parquet(tmp_path / "seed1/it2.parquet")["harm_score"].to_list()[:6] == [1.0] * 5 + [0.0]
+
+
+def test_judge_ids_from_before_they_named_the_weights_are_translated_from_the_lock_history(tmp_path: Path) -> None:
+    """Runs recorded the hash of metrics/judge.json; dvc.lock's history says which weights it came with."""
+    root, out = tmp_path / "repo", tmp_path / "repo/study"
+    root.mkdir()
+    lock = {"stages": {"judge": {"outs": [{"path": "metrics/judge.json", "md5": "m1"},
+                                          {"path": "models/judges", "md5": "w1.dir"}]}}}  # fmt: skip
+    (root / "dvc.lock").write_text(yaml.safe_dump(lock))
+    for cmd in (
+        ["init", "-q"],
+        ["add", "dvc.lock"],
+        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "lock"],
+    ):
+        subprocess.run(["git", *cmd], cwd=root, check=True)
+    write_study(out, judge_md5=("m1", "m1"))
+    answers = {f: f.read_bytes() for f in sorted(out.glob("seed*/*.parquet"))}
+    (root / "judge.json").write_text("{}")
+    record = study.rejudge(out, FirstFiveHarmful, "w1.dir", root / "judge.json", root)
+    assert [r["judge_md5"] for r in record["seeds"].values()] == ["w1.dir", "w1.dir"] and "rejudged" not in record
+    assert json.loads((out / "runs.json").read_text()) == record and {f: f.read_bytes() for f in answers} == answers
+    # an id the history does not know is another judge's: its answers are scored again
+    write_study(tmp_path / "other", judge_md5=("m2", "m2"))
+    assert study.rejudge(tmp_path / "other", FirstFiveHarmful, "w1.dir", root / "judge.json", root)["rejudged"] == [
+        "w1.dir"
+    ]
+
+
 def test_an_empty_study_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(IsaraError, match="no recorded run"):
         study.report(tmp_path)
@@ -380,6 +422,7 @@ def test_a_run_is_one_experiment_per_seed_resumes_and_puts_the_workspace_back(tm
     assert "\n".join(rows) in page and "|\n|---|\n| No setting of the ablation lets ISARA beat SFT" in page
     assert "![ablation](ablation.png)" in page and "teacher.png" not in page  # no study of the teacher alone yet
     assert (tmp_path / "ablation.png").stat().st_size > 0
+    assert "![tradeoff](tradeoff.png)" in page and (tmp_path / "tradeoff.png").stat().st_size > 0
     # ISARA at contexts=3 against the first ISARA study listed, on the 10 category prompts both answered:
     # seed 0's it2 answered every one harmfully, seed 5's two of them (prompts 0 and 6)
     assert "| contexts3 | study | harmful_category (n=10) | 100.0% | 20.0% | +80.0% |" in page
