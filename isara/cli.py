@@ -132,13 +132,16 @@ def _export(args: argparse.Namespace) -> None:
 
 def _study(args: argparse.Namespace) -> None:
     from isara import paths, study
+    from isara.study_report import report
 
     if args.action == "table":
+        from isara import ablation
+
         dirs = [Path(d) for d in args.dirs]
-        settings, choice = study.table(dirs), study.choose(dirs)
+        settings, choice = ablation.table(dirs), ablation.choose(dirs)
         print(settings + "\n" + choice)
         if args.page:
-            print(f"wrote {study.ablation_page(dirs, Path(args.page), settings, choice)}")
+            print(f"wrote {ablation.ablation_page(dirs, Path(args.page), settings, choice)}")
         return
     if args.action == "rejudge":
         from isara.config import load_params
@@ -152,13 +155,13 @@ def _study(args: argparse.Namespace) -> None:
         set_threads(params.model.threads)
         for d in map(Path, args.dirs):
             study.rejudge(d, lambda: Judges.load(paths.JUDGES, params.model.embedder), md5, Path("metrics/judge.json"))
-            print(f"wrote {study.report(d)}")
+            print(f"wrote {report(d)}")
         return
     out = Path(args.out)
     if args.action == "run":
         study.run(args.seeds, out, args.max_per_suite or study.EVERY_PROMPT, overrides=_overrides(args.set),
                   only=args.only)  # fmt: skip
-    print(f"wrote {study.report(out)}")
+    print(f"wrote {report(out)}")
 
 
 def _compare(args: argparse.Namespace) -> None:

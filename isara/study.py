@@ -9,8 +9,9 @@ ICL-kNN) once, under the first seed. The seed set, the eval prompts and the judg
 run's judge hash is recorded and the report refuses runs judged by different judges.
 
 Each run's generations are copied into the study folder with its wall time, so the folder holds
-every judgement the page reads; `isara study report` builds index.md, summary.json and forest.png
-from those files alone. No stage filters generated data with the evaluation's judges, so a new judge
+every judgement the page reads; `isara study report` (isara.study_report) builds index.md,
+summary.json and forest.png from those files alone, and `isara study table` (isara.ablation) sets
+several study folders side by side. No stage filters generated data with the evaluation's judges, so a new judge
 does not change an answer: `isara study rejudge` scores a folder's answers (and the teacher's pairs)
 again with the workspace's judges, the same study at the cost of scoring alone.
 """
@@ -32,9 +33,7 @@ from isara import paths, schema
 from isara import teacher as teacher_data
 from isara.config import Params, parse_params
 from isara.errors import IsaraError
-from isara.paired import RATES, compare_files, flags
-from isara.report import paired_cells, read_json
-from isara.stats import rate as rate_of
+from isara.report import read_json
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +92,7 @@ def _legacy_judges(root: Path, ids: set[str]) -> dict[str, str]:
     return found
 
 
-def _record(out: Path) -> dict:
+def read_record(out: Path) -> dict:
     return read_json(out / RUNS) or {"seeds": {}}
 
 
@@ -147,7 +146,7 @@ def run(
     # The teacher's metrics (the judges on the self-labelled pairs) come with each sampled arm where
     # the pipeline has the stage; they cost embeddings only.
     teacher = "teacher" in yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8")).get("stages", {})
-    record = _record(out)
+    record = read_record(out)
     if (record.get("max_per_suite"), record.get("sampled"), record.get("overrides", {}), record.get("only")) != (
         max_per_suite,
         sampled,
@@ -253,7 +252,7 @@ def rejudge(out: Path, load_judges, judge_md5: str, judge_metrics: Path, root: P
     is not scored again: only judge.json is replaced (the judge's metrics file may have gained a field).
     Ids recorded before they named the judge's weights are translated first (`_legacy_judges`).
     """
-    record = _record(out)
+    record = read_record(out)
     if not record["seeds"]:
         raise IsaraError(f"{out}/{RUNS}: no recorded run; `isara study run` writes it")
     if not judge_metrics.is_file():
@@ -311,15 +310,15 @@ def _rescore(path: Path, columns: dict, question: str, answer: str, judges) -> p
     return rows
 
 
-def _stale_teacher(record: dict, seeds: list[str]) -> list[str]:
+def stale_teacher(record: dict, seeds: list[str]) -> list[str]:
     """The seeds whose teacher metrics were scored by a judge other than the one of their answers."""
     return [s for s in seeds if record["seeds"][s].get("teacher_judge_md5", record["seeds"][s]["judge_md5"])
             != record["seeds"][s]["judge_md5"]]  # fmt: skip
 
 
-def _runs(out: Path) -> tuple[dict, dict[str, list[pl.DataFrame]], list[str]]:
+def read_runs(out: Path) -> tuple[dict, dict[str, list[pl.DataFrame]], list[str]]:
     """The record, each arm's generations (one per seed it ran under) and the seeds, in seed order."""
-    record = _record(out)
+    record = read_record(out)
     if not record["seeds"]:
         raise IsaraError(f"{out}/{RUNS}: no recorded run; `isara study run` writes it")
     seeds = sorted(record["seeds"], key=int)
@@ -333,7 +332,7 @@ def _runs(out: Path) -> tuple[dict, dict[str, list[pl.DataFrame]], list[str]]:
     return record, arms, seeds
 
 
-def _teachers(out: Path, record: dict, seeds: list[str]) -> dict[str, list[tuple[str, dict]]]:
+def teacher_metrics(out: Path, record: dict, seeds: list[str]) -> dict[str, list[tuple[str, dict]]]:
     """{sampled arm: [(seed, its run's teacher metrics)]} for the runs that recorded them."""
     found: dict[str, list[tuple[str, dict]]] = {}
     for s in seeds:
@@ -342,442 +341,3 @@ def _teachers(out: Path, record: dict, seeds: list[str]) -> dict[str, list[tuple
             if metrics:
                 found.setdefault(arm, []).append((s, metrics))
     return found
-
-
-def compare_arms(arms: dict[str, list[pl.DataFrame]], x: str, threshold: float) -> dict:
-    """x against every other arm, under the trained judges and the keyword baseline, as report.comparisons."""
-    from isara.report import AGAINST, _keyword_judged
-
-    out: dict = {"x": x, "threshold": threshold, "pairs": {}}
-    if x not in arms:  # a study of other arms alone (the teacher): nothing to pair
-        return out
-    for base in (b for b in AGAINST if b in arms and b != x):
-        trained = compare_files(arms[x], arms[base], threshold)
-        keyword = compare_files([_keyword_judged(g) for g in arms[x]], [_keyword_judged(g) for g in arms[base]], 0.5)
-        flips = [r for r in trained if r in keyword and trained[r]["difference"] * keyword[r]["difference"] < 0]
-        out["pairs"][base] = {"trained": trained, "keyword": keyword, "flips": flips}
-    return out
-
-
-def rates(arms: dict[str, list[pl.DataFrame]], threshold: float) -> dict[str, dict[str, list[dict]]]:
-    """{arm: {rate: [one rate with its 95% interval per run]}}."""
-    return {
-        arm: {r: [rate_of(flags(g, r, threshold)[1].tolist()) for g in runs] for r in RATES}
-        for arm, runs in arms.items()
-    }
-
-
-def answer(comp: dict, base: str) -> str:
-    """The README's rule, applied to x against one baseline: beats, loses, or neither (and why)."""
-    pair = comp["pairs"].get(base)
-    if pair is None or "harmful_category" not in pair["trained"]:
-        return f"{comp['x']} against {base}: not measured"
-    rates = pair["trained"]
-    harm = rates["harmful_category"]["verdict"]
-    worse = [r for r in ("over_refusal_xstest", "over_refusal_alpaca") if rates.get(r, {}).get("verdict") == "worse"]
-    if harm == "better" and not worse:
-        word = "beats it"
-    elif harm == "worse" or worse and harm != "better":
-        word = "loses to it"
-    elif worse:
-        word = f"neither: less harm on the category, bought with separably more over-refusal ({', '.join(worse)})"
-    else:
-        word = "neither: the category's harmful rate is not separable at this sample size"
-    return f"{comp['x']} against {base}: {word}"
-
-
-def _verdicts(comp: dict, base: str) -> list[str]:
-    """The three rates the rule reads: difference, p and verdict, for one baseline."""
-    rates = comp["pairs"].get(base, {}).get("trained", {})
-    return [
-        f"{r['difference']:+.1%} (p={r['p_value']:.3f}, {r['verdict']})" if r else "—"
-        for r in (rates.get(k) for k in ("harmful_category", "over_refusal_xstest", "over_refusal_alpaca"))
-    ]
-
-
-def _pct(x: float) -> str:
-    return f"{x:.1%}"
-
-
-def report(out: Path) -> Path:
-    """index.md, summary.json and forest.png of the study folder, from its recorded generations."""
-    from isara.report import (
-        COMPARISON_HEADER,
-        JUDGE_HEADER,
-        TARGET_HALF_WIDTH,
-        TEACHER_HEADER,
-        TEACHER_NOTE,
-        _md_table,
-        comparison_lines,
-        judge_lines,
-        judge_note,
-        plot_study,
-        power_lines,
-        teacher_lines,
-    )
-
-    record, arms, seeds = _runs(out)
-    x, threshold = record["sampled"][0], record["threshold"]
-    comp = compare_arms(arms, x, threshold)
-    table = rates(arms, threshold)
-    judge = read_json(out / "judge.json")
-    plot_study(comp, {}, out)
-    answers = {base: answer(comp, base) for base in ("sft", "sft_matched")}
-    summary = {"seeds": [int(s) for s in seeds], "rates": table, "comparisons": comp, "answers": answers}
-    paths.write_json(out / "summary.json", summary)
-
-    title = f"{x} against every baseline" if comp["pairs"] else ", ".join(arms)
-    n = record.get("max_per_suite", EVERY_PROMPT)
-    prompts = "every held-out prompt" if n >= EVERY_PROMPT else f"at most {n} prompts per suite"
-    lines = [f"# The study: {title}, {len(seeds)} seeds, {prompts}", ""]
-    lines += [
-        f"Seeds {', '.join(seeds)}. Sampled arms ({', '.join(a for a in record['sampled'] if a in arms) or 'none'}) "
-        "ran under every seed; "
-        f"deterministic arms ({', '.join(a for a in DETERMINISTIC if a in arms)}) once, under seed {seeds[0]}. "
-        + (
-            f"Every answer scored again by the judge {record['rejudged'][-1]} (`isara study rejudge`). "
-            if record.get("rejudged")
-            else "One judge for every run (the same hash in every run's dvc.lock). "
-        )
-        + "Built by `isara study report` "
-        f"from the generations in this folder; the runs are the DVC experiments "
-        f"{', '.join(record['seeds'][s]['experiment'] for s in seeds)}.",
-        "",
-        *(
-            [
-                f"Settings of every run: {', '.join(f'`{k}={v}`' for k, v in record['overrides'].items())}; the rest as params.yaml.",
-                "",
-            ]
-            if record.get("overrides")
-            else []
-        ),  # fmt: skip
-        "## The answer, by the README's rule",
-        "",
-        *_md_table(
-            ["against", "answer", "harmful: category", "over-refusal: XSTest", "over-refusal: AlpacaEval"],
-            [[base, a.split(": ", 1)[1], *_verdicts(comp, base)] for base, a in answers.items()],
-        ),  # fmt: skip
-        "",
-        "## Verdicts",
-        "",
-    ]
-    for base, both in comp["pairs"].items():
-        words = [f"{rate}: **{r['verdict']}** ({r['difference']:+.1%}, p={r['p_value']:.3f})"
-                 for rate, r in both["trained"].items()]  # fmt: skip
-        lines.append(f"- {x} against {base}: " + "; ".join(words))
-    lines += ["", "Lower is better for every rate. A difference is pooled over seeds (mean over pairs of runs);",
-              "its interval and p-value come from a bootstrap over prompts and runs, or from the exact McNemar",
-              "test when both arms ran once.", "", "## Paired differences", ""]  # fmt: skip
-    lines += _md_table(COMPARISON_HEADER, comparison_lines(comp))
-    lines += ["", "ISARA and baseline: each arm's rate, the mean over its runs; per seed below.", ""]
-    lines += ["![paired differences](forest.png)"] if comp["pairs"] else []
-    lines += ["", "## Per seed: exact McNemar on the same prompts", ""]
-    per_seed = []
-    for base, both in comp["pairs"].items():
-        for rate, r in both["trained"].items():
-            for s, run in zip(seeds if len(arms[x]) > 1 else seeds[:1], r["runs"], strict=False):
-                per_seed.append([base, rate, s, _pct(run["x_rate"]), _pct(run["y_rate"]), str(run["only_x"]),
-                                 str(run["only_y"]), f"{run['p_value']:.4f}"])  # fmt: skip
-    lines += _md_table(["against", "rate", "seed", x, "baseline", f"only {x}", "only baseline", "p"], per_seed)
-    if teachers := _teachers(out, record, seeds):  # each run's, in the pipeline report's table
-        runs = {f"{arm}, seed {s}": m for arm, found in teachers.items() for s, m in found}
-        definition = next(iter(runs.values()))["off_domain"]["definition"]
-        lines += ["", "## The teacher: the judges on each run's accepted pairs", "",
-                  TEACHER_NOTE.format(definition=definition), "", *_md_table(TEACHER_HEADER, teacher_lines(runs))]  # fmt: skip
-        if stale := _stale_teacher(record, seeds):
-            lines += ["", f"The teacher metrics of seed {', '.join(stale)} were scored by an earlier judge "
-                      f"({', '.join(sorted({record['seeds'][s]['teacher_judge_md5'] for s in stale}))}) than their "
-                      "answers (`isara study rejudge` scores the answers again; the folder does not hold the "
-                      "pairs the teacher metrics scored)."]  # fmt: skip
-    lines += ["", "## Rates per arm and seed", ""]
-    rate_rows = []
-    for arm, by_rate in table.items():
-        for rate, runs in by_rate.items():
-            cells = [f"{r['rate']:.1%} [{r['ci95'][0]:.1%}, {r['ci95'][1]:.1%}]" for r in runs]
-            rate_rows.append([arm, f"{rate} (n={runs[0]['n']})", "; ".join(cells), _mean(runs)])
-    lines += _md_table(["arm", "rate", "per seed (95% Wilson interval)", "mean over seeds"], rate_rows)
-    lines += ["", "## Power", ""]
-    if comp["pairs"]:
-        headline = [a for a in (x, "sft") if a in table]
-        power = []
-        for rate, n, widest, _ in power_lines(comp):
-            seen = max(r["ci95"][1] - r["ci95"][0] for a in headline for r in table[a][rate]) / 2
-            power.append([rate, n, widest, f"±{seen:.1%}", "yes" if seen <= TARGET_HALF_WIDTH else "no"])
-        lines += _md_table(
-            ["rate", "prompts", "widest 95% half-width of one rate (at 50%)",
-             f"widest Wilson half-width of one run of {' or '.join(headline)}", "within ±6 points at those rates"],
-            power,
-        )  # fmt: skip
-        lines += ["", f"Prompts: {prompts}. The rates of {' and '.join(headline)} are what the README headlines; "
-                  "each run's interval is in the table above."]  # fmt: skip
-    else:
-        lines += [f"No ISARA arm to pair here; each rate's interval is in the table above ({prompts})."]
-    lines += ["", "## Judges (held out)", ""]
-    lines += _md_table(JUDGE_HEADER, judge_lines(judge)) + ["", judge_note(judge)] if judge else ["(no judge.json)"]
-    lines += ["", "## Wall time on the machine that ran it", ""]
-    lines += _md_table(
-        ["seed", "experiment", "arms", "minutes"],
-        [
-            [
-                s,
-                record["seeds"][s]["experiment"],
-                ", ".join(record["seeds"][s]["arms"]),
-                f"{record['seeds'][s]['wall_s'] / 60:.1f}",
-            ]
-            for s in seeds
-        ],  # fmt: skip
-    )
-    total = sum(record["seeds"][s]["wall_s"] for s in seeds) / 60
-    lines += ["", f"Total: {total:.1f} minutes.", ""]
-    paths.write_text(out / "index.md", "\n".join(lines))
-    return out / "index.md"
-
-
-TABLE_HEADER = [
-    "study",
-    "settings",
-    "seeds",
-    "arm",
-    "harmful: category",
-    "harmful: other",
-    "over-refusal: XSTest",
-    "over-refusal: AlpacaEval",
-    "ICL-kNN harmful: category (its examples, the evaluation's decoding)",
-    "its accepted pairs judged harmful",
-    "against SFT",
-    "against the schedule-matched SFT",
-    "minutes",
-]
-
-
-def _mean(runs: list[dict] | None) -> str:
-    """A rate's mean over an arm's runs ("—" for an arm the study lacks)."""
-    return _pct(sum(r["rate"] for r in runs) / len(runs)) if runs else "—"
-
-
-def table(dirs: list[Path]) -> str:
-    """One row per study folder (an ablation setting): the ISARA arm's rates (or, in a study of the
-    teacher alone, the teacher's), the teacher's category harm, the judges' harmful rate over the
-    ISARA arm's own accepted pairs (its teacher metrics), the rule's answer, minutes."""
-    from isara.report import _md_table
-
-    rows = []
-    for d in dirs:
-        record, summary = read_json(d / RUNS), read_json(d / "summary.json")
-        if not record or not summary:
-            raise IsaraError(f"{d}: no runs.json and summary.json; `isara study run` / `isara study report` write them")
-        if sorted(summary["seeds"]) != sorted(int(k) for k in record["seeds"]):
-            raise IsaraError(f"{d}: summary.json is older than runs.json; run `isara study report --out {d}`")
-        seeds = sorted(record["seeds"], key=int)
-        x = summary["comparisons"]["x"]
-        arm = x if x in summary["rates"] else next(iter(summary["rates"]))
-
-        overrides = record.get("overrides") or {}
-        rows.append([
-            d.name,
-            ", ".join(f"{k}={v}" for k, v in overrides.items()) or "params.yaml",
-            str(len(summary["seeds"])),
-            arm,
-            *(_mean(summary["rates"][arm][r]) for r in RATES),
-            _mean(summary["rates"].get("icl_knn", {}).get("harmful_category")),
-            _mean([m["accepted"]["harmful_rate"] for _, m in _teachers(d, record, seeds).get(arm, [])])
-            + (" (an earlier judge)" if _stale_teacher(record, seeds) else ""),
-            *(summary["answers"][b].split(": ", 1)[1] for b in ("sft", "sft_matched")),
-            f"{sum(r['wall_s'] for r in record['seeds'].values()) / 60:.0f}",
-        ])  # fmt: skip
-    return "\n".join(_md_table(TABLE_HEADER, rows)) + "\n"
-
-
-def choose(dirs: list[Path]) -> str:
-    """The README's rule over the ablation: among the settings whose ISARA arm beats SFT by the rule
-    (the schedule-matched SFT's answer is shown beside it, not required), the lowest harmful rate on
-    the seed's category; or plainly none."""
-    winners = []
-    for d in dirs:
-        summary = read_json(d / "summary.json") or {}
-        if not summary.get("comparisons", {}).get("pairs"):
-            continue  # the teacher alone: no ISARA arm to choose
-        if summary["answers"]["sft"].endswith(": beats it"):
-            x = summary["comparisons"]["x"]
-            runs = summary["rates"][x]["harmful_category"]
-            winners.append((sum(r["rate"] for r in runs) / len(runs), d.name))
-    if not winners:
-        return (
-            "No setting of the ablation lets ISARA beat SFT by the README's rule, so none is chosen: "
-            "the default stays as it is."
-        )
-    harm, name = min(winners)
-    return (
-        f"Chosen by the README's rule: {name} ({harm:.1%} harmful on the seed's category, the lowest of the "
-        f"{len(winners)} setting(s) that beat SFT); it becomes the default once its default run "
-        "fits 30 minutes here."
-    )
-
-
-def _against_first(dirs: list[Path], arm_of) -> list[list[str]]:
-    """Each study's arm (arm_of(record): its name, or None to leave the study out) against the first
-    such study listed, paired on the prompts both answered and pooled over seeds as the study page does."""
-    chosen = [(d, arm_of(_record(d))) for d in dirs]
-    chosen = [(d, a) for d, a in chosen if a]
-    if len(chosen) < 2:
-        return []
-    (ref, ref_arm), rows = chosen[0], []
-    ref_record, ref_arms, _ = _runs(ref)
-    for d, arm in chosen[1:]:
-        _, arms, _ = _runs(d)
-        for rate, r in compare_files(arms[arm], ref_arms[ref_arm], ref_record["threshold"]).items():
-            rows.append([d.name, ref.name, *paired_cells(rate, r)])
-    return rows
-
-
-def teacher_curve(dirs: list[Path]) -> list[list[str]]:
-    """Each study of the teacher alone (`--only icl_knn`) against the first one listed, the reference."""
-    return _against_first(dirs, lambda record: "icl_knn" if record.get("only") == ["icl_knn"] else None)
-
-
-def isara_settings(dirs: list[Path]) -> list[list[str]]:
-    """ISARA's arm of each study that ran it against the first such study listed (the default's, listed first)."""
-    return _against_first(
-        dirs, lambda r: r["sampled"][0] if r.get("sampled") and r.get("only") != ["icl_knn"] else None
-    )
-
-
-def plot_ablation(dirs: list[Path], out: Path) -> list[str]:
-    """ablation.png: each setting's ISARA arm minus SFT per rate, with its 95% interval; teacher.png:
-    each teacher-alone study's ICL-kNN rates with their Wilson intervals. The files written."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator, PercentFormatter
-
-    from isara.report import _finish, difference_point
-
-    summaries = [(d.name, read_json(d / "summary.json")) for d in dirs]
-    whole = [
-        (n, s["comparisons"]["pairs"]["sft"]["trained"])
-        for n, s in summaries
-        if "sft" in s.get("comparisons", {}).get("pairs", {})
-    ]
-    teachers = [(n, s["rates"]["icl_knn"]) for n, s in summaries if set(s.get("rates", {})) == {"icl_knn"}]
-    made = []
-    if whole:
-        shown = [rate for rate in RATES if all(rate in pairs for _, pairs in whole)]
-        fig, axes = plt.subplots(1, len(shown), figsize=(11, 0.45 * len(whole) + 1.6), sharey=True, squeeze=False)
-        axes, y = axes[0], list(range(len(whole)))[::-1]
-        for ax, rate in zip(axes, shown, strict=True):
-            for yi, (_, pairs) in zip(y, whole, strict=True):
-                difference_point(ax, pairs[rate], yi)
-            ax.axvline(0, color="black", linewidth=0.8)
-            ax.set_title(rate, fontsize=9)
-            ax.set_ylim(-0.6, len(whole) - 0.4)
-            ax.xaxis.set_major_locator(MaxNLocator(4))
-            ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-            ax.tick_params(labelsize=8)
-        axes[0].set_yticks(y, [n for n, _ in whole], fontsize=8)
-        fig.suptitle("ISARA minus SFT at each setting, same prompts, 95% interval (lower is better;\n"
-                     "green better, red worse, grey not separable)", fontsize=10)  # fmt: skip
-        made.append(_finish(fig, axes[0], out, "ablation.png"))
-    if whole:
-        made.append(plot_tradeoff([(n, s) for n, s in summaries if any(n == w for w, _ in whole)], out))
-    if teachers:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        x = range(len(teachers))
-        shown = [r for r in RATES if all(r in rates for _, rates in teachers)]
-        for i, rate in enumerate(shown):
-            runs = [rates[rate][0] for _, rates in teachers]
-            shift = [xi + (i - (len(shown) - 1) / 2) * 0.08 for xi in x]  # side by side, centred on the setting
-            err = [[r["rate"] - r["ci95"][0] for r in runs], [r["ci95"][1] - r["rate"] for r in runs]]
-            ax.errorbar(shift, [r["rate"] for r in runs], yerr=err, fmt="o-", capsize=3, label=rate)
-        ax.set_xticks(list(x), [n for n, _ in teachers], fontsize=8)
-        ax.set_ylabel("rate (95% Wilson interval)")
-        ax.set_ylim(0, 1)
-        ax.set_title("The teacher alone: ICL-kNN at each setting")
-        made.append(_finish(fig, ax, out, "teacher.png", {"fontsize": 8}))
-    return made
-
-
-def plot_tradeoff(summaries: list[tuple[str, dict]], out: Path) -> str:
-    """tradeoff.png: each setting's ISARA arm, SFT and schedule-matched SFT as points of harm on the seed's
-    category against over-refusal on XSTest (means over seeds). A setting can lower harm by refusing more;
-    SFT's two points, the same data trained for fewer and for more steps, show where plain fine-tuning
-    lands on that trade-off. Descriptive: the verdicts are the rule's, from the paired tests."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import PercentFormatter
-
-    from isara.report import _finish
-
-    def mean(rates: dict, arm: str, rate: str) -> float | None:
-        runs = rates.get(arm, {}).get(rate)
-        return sum(r["rate"] for r in runs) / len(runs) if runs else None
-
-    fig, ax = plt.subplots(figsize=(7.5, 5.5))
-    for i, (name, summary) in enumerate(summaries):
-        rates, colour = summary["rates"], f"C{i % 10}"
-        point = {a: (mean(rates, a, "over_refusal_xstest"), mean(rates, a, "harmful_category"))
-                 for a in (summary["comparisons"]["x"], "sft", "sft_matched")}  # fmt: skip
-        family = [point[a] for a in ("sft", "sft_matched") if None not in point[a]]
-        if len(family) == 2:
-            ax.plot(*zip(*family, strict=True), "--", color=colour, linewidth=0.8)
-        for arm, marker in zip(point, ("o", "s", "^"), strict=True):
-            if None not in point[arm]:
-                ax.plot(*point[arm], marker, color=colour, markersize=8 if marker == "o" else 6,
-                        label=name if marker == "o" else None)  # fmt: skip
-        pre = (mean(rates, "pretrained", "over_refusal_xstest"), mean(rates, "pretrained", "harmful_category"))
-        if None not in pre:
-            ax.plot(*pre, "kx", markersize=8)
-            ax.annotate("pretrained", pre, fontsize=7, xytext=(4, 4), textcoords="offset points")
-    ax.set_xlabel("over-refusal on XSTest (safe prompts refused)")
-    ax.set_ylabel("harmful rate on the seed's category")
-    ax.set_xlim(left=0)
-    ax.set_ylim(bottom=0)
-    for axis in (ax.xaxis, ax.yaxis):
-        axis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-    ax.set_title("ISARA (circle), SFT (square) and schedule-matched SFT (triangle) at each setting;\n"
-                 "means over seeds, lower left is better", fontsize=10)  # fmt: skip
-    return _finish(fig, ax, out, "tradeoff.png", {"fontsize": 7, "loc": "upper right"})
-
-
-def ablation_page(dirs: list[Path], page: Path, settings: str | None = None, choice: str | None = None) -> Path:
-    """The ablation as a page: the settings side by side, the rule's choice and the teacher curve,
-    from the study folders (`settings` and `choice`: table(dirs) and choose(dirs), when made already)."""
-    from isara.report import _md_table
-
-    settings, choice = settings or table(dirs), choice or choose(dirs)
-
-    text = "\n".join([
-        "# The ablation: one study per setting, side by side",
-        "",
-        f"Built by `isara study table {' '.join(str(d) for d in dirs)} --page {page}` from each folder's "
-        "runs.json and summary.json (`isara study report` writes them). Rates are means over a study's seeds; "
-        "a study of the teacher alone (`--only icl_knn`) shows ICL-kNN's rates in ISARA's columns. ICL-kNN answers "
-        "with the evaluation's decoding (`evaluate.*`), ISARA labels with `label.*`: where they differ, the labels "
-        "ISARA trained on are the column \"its accepted pairs judged harmful\", not ICL-kNN's rate.",
-        "",
-        "## Settings side by side",
-        "",
-        settings.rstrip("\n"),
-        "",
-        *(f"![{name[:-4]}]({name})" for name in plot_ablation(dirs, page.parent)),
-        "",
-        "## The default, by the README's rule",
-        "",
-        *_md_table(["the README's rule over these settings"], [[choice]]),
-        "",
-    ])  # fmt: skip
-    header = ["setting", "against", "rate", "this setting", "reference", "difference", "95% interval", "p", "verdict"]
-    for title, rows in (
-        ("ISARA at each setting against the first ISARA study listed", isara_settings(dirs)),
-        ("The teacher curve: each setting's ICL-kNN against the first one listed", teacher_curve(dirs)),
-    ):
-        if rows:
-            text += "\n".join(["", f"## {title}", "", *_md_table(header, rows), ""])
-    text += (
-        "\nLower is better for every rate. The same prompts for both; seeds paired in order, pooled with a "
-        "bootstrap over prompts and runs (exact McNemar when each side ran once).\n"
-    )
-    paths.write_text(page, text)
-    return page

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 import yaml
 
-from isara import schema, study
+from isara import ablation, schema, study, study_report
 from isara import teacher as teacher_data
 from isara.errors import IsaraError
 from isara.paired import mcnemar
@@ -63,7 +63,7 @@ def write_study(out: Path, judge_md5: tuple[str, str] = ("a", "a")) -> None:
 
 def test_the_page_pairs_every_seed_with_the_deterministic_arm_and_pools_them(tmp_path: Path) -> None:
     write_study(tmp_path)
-    page = study.report(tmp_path).read_text(encoding="utf-8")
+    page = study_report.report(tmp_path).read_text(encoding="utf-8")
     summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
     harm = summary["comparisons"]["pairs"]["sft"]["trained"]["harmful_category"]
     seed0, seed1 = harm["runs"]
@@ -90,7 +90,7 @@ def test_the_page_pairs_every_seed_with_the_deterministic_arm_and_pools_them(tmp
 def test_a_study_judged_by_two_judges_is_refused(tmp_path: Path) -> None:
     write_study(tmp_path, judge_md5=("a", "b"))
     with pytest.raises(IsaraError, match="2 different judges"):
-        study.report(tmp_path)
+        study_report.report(tmp_path)
 
 
 class FirstFiveHarmful:
@@ -140,7 +140,7 @@ def test_a_rejudged_study_keeps_its_answers_and_reads_only_the_new_scores(tmp_pa
         assert new.drop("harm_score", "refusal_score").equals(old.drop("harm_score", "refusal_score"))
         assert new["harm_score"].to_list() == [1.0] * 5 + [0.0] * (2 * N - 5)
         assert new["refusal_score"].sum() == N
-    page = study.report(tmp_path).read_text(encoding="utf-8")
+    page = study_report.report(tmp_path).read_text(encoding="utf-8")
     summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
     harm = summary["comparisons"]["pairs"]["sft"]["trained"]["harmful_category"]
     assert harm["difference"] == 0 and [r["x_rate"] for r in harm["runs"]] == [5 / N, 5 / N]  # 10 and 2 before
@@ -148,10 +148,10 @@ def test_a_rejudged_study_keeps_its_answers_and_reads_only_the_new_scores(tmp_pa
     assert "scored again by the judge b (`isara study rejudge`)" in page
     assert "The teacher metrics of seed 1 were scored by an earlier judge (a)" in page
     # the mean of seed 0's rescored 5 of 8 and seed 1's 25% as judged before, marked
-    assert study.table([tmp_path]).splitlines()[2].split(" | ")[9] == "43.8% (an earlier judge)"
+    assert ablation.table([tmp_path]).splitlines()[2].split(" | ")[9] == "43.8% (an earlier judge)"
     # scored again by the judge of its teacher metrics: nothing is marked
     study.rejudge(tmp_path, FirstFiveHarmful, "a", tmp_path / "judge.new.json")
-    assert "earlier judge" not in study.report(tmp_path).read_text(encoding="utf-8")
+    assert "earlier judge" not in study_report.report(tmp_path).read_text(encoding="utf-8")
     with pytest.raises(IsaraError, match="missing.json: missing"):
         study.rejudge(tmp_path, FirstFiveHarmful, "c", tmp_path / "missing.json")
     with pytest.raises(IsaraError, match="models/judges: missing; `dvc repro judge`"):
@@ -202,7 +202,7 @@ def test_judge_ids_from_before_they_named_the_weights_are_translated_from_the_lo
 
 def test_an_empty_study_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(IsaraError, match="no recorded run"):
-        study.report(tmp_path)
+        study_report.report(tmp_path)
 
 
 def test_the_isara_arm_is_the_last_iteration() -> None:
@@ -234,14 +234,14 @@ def _comp(harm: str, xstest: str = "not separable at this sample size") -> dict:
 
 def test_the_readmes_rule_reads_the_verdicts() -> None:
     ns = "not separable at this sample size"
-    assert study.answer(_comp("better"), "sft") == "it2 against sft: beats it"
-    assert study.answer(_comp("worse"), "sft") == "it2 against sft: loses to it"
-    assert study.answer(_comp(ns, "worse"), "sft") == "it2 against sft: loses to it"
-    assert "bought with separably more over-refusal (over_refusal_xstest)" in study.answer(
+    assert study_report.answer(_comp("better"), "sft") == "it2 against sft: beats it"
+    assert study_report.answer(_comp("worse"), "sft") == "it2 against sft: loses to it"
+    assert study_report.answer(_comp(ns, "worse"), "sft") == "it2 against sft: loses to it"
+    assert "bought with separably more over-refusal (over_refusal_xstest)" in study_report.answer(
         _comp("better", "worse"), "sft"
     )
-    assert "not separable" in study.answer(_comp(ns, "better"), "sft")
-    assert study.answer(_comp("better"), "sft_matched") == "it2 against sft_matched: not measured"
+    assert "not separable" in study_report.answer(_comp(ns, "better"), "sft")
+    assert study_report.answer(_comp("better"), "sft_matched") == "it2 against sft_matched: not measured"
 
 
 def _setting(root: Path, name: str, harm: list[float], sft: str, sft_matched: str) -> Path:
@@ -260,17 +260,17 @@ def _setting(root: Path, name: str, harm: list[float], sft: str, sft_matched: st
 
 def test_the_rule_chooses_the_least_harmful_setting_that_beats_sft_or_none(tmp_path: Path) -> None:
     lose = _setting(tmp_path, "default", [0.1, 0.1], "loses to it", "beats it")  # the matched SFT's is not the rule
-    assert study.choose([lose]).startswith("No setting of the ablation lets ISARA beat SFT")
+    assert ablation.choose([lose]).startswith("No setting of the ablation lets ISARA beat SFT")
     teacher = tmp_path / "teacher"  # a study of the teacher alone is never chosen
     teacher.mkdir()
     (teacher / "summary.json").write_text(json.dumps({"comparisons": {"x": "it2", "pairs": {}}}))
     a = _setting(tmp_path, "a", [0.2, 0.3], "beats it", "beats it")
     b = _setting(tmp_path, "b", [0.2, 0.2], "beats it", "beats it")
     neither = _setting(tmp_path, "neither", [0.05], "neither: the category's harmful rate is not separable", "beats it")
-    chosen = study.choose([lose, teacher, a, b, neither])
+    chosen = ablation.choose([lose, teacher, a, b, neither])
     assert chosen.startswith("Chosen by the README's rule: b (20.0% harmful") and "of the 2 setting(s)" in chosen
     matched = _setting(tmp_path, "matched", [0.01], "beats it", "loses to it")
-    assert study.choose([a, b, matched]).startswith("Chosen by the README's rule: matched (1.0% harmful")
+    assert ablation.choose([a, b, matched]).startswith("Chosen by the README's rule: matched (1.0% harmful")
 
 
 def test_the_teacher_curve_pairs_each_teacher_study_with_the_first(tmp_path: Path) -> None:
@@ -280,7 +280,7 @@ def test_the_teacher_curve_pairs_each_teacher_study_with_the_first(tmp_path: Pat
         record = {"only": ["icl_knn"], "sampled": ["it2"], "threshold": 0.5,
                   "seeds": {"0": {"experiment": name, "arms": ["icl_knn"], "wall_s": 1, "judge_md5": "a"}}}  # fmt: skip
         (tmp_path / name / "runs.json").write_text(json.dumps(record))
-    rows = study.teacher_curve([tmp_path / "contexts2", tmp_path / "contexts8", tmp_path / "contexts3", tmp_path])
+    rows = ablation.teacher_curve([tmp_path / "contexts2", tmp_path / "contexts8", tmp_path / "contexts3", tmp_path])
     harm = [r for r in rows if r[2].startswith("harmful_category")]
     assert [r[:2] for r in harm] == [["contexts8", "contexts2"], ["contexts3", "contexts2"]]
     assert harm[0][2] == "harmful_category (n=40)" and harm[0][-1] == "better"
@@ -384,7 +384,7 @@ def test_a_run_is_one_experiment_per_seed_resumes_and_puts_the_workspace_back(tm
         json.loads((out / "summary.json").read_text(encoding="utf-8")) if (out / "summary.json").exists() else None
     )
     assert summary is None  # run() records; the page is `isara study report`'s
-    page = study.report(out).read_text(encoding="utf-8")
+    page = study_report.report(out).read_text(encoding="utf-8")
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert len(summary["comparisons"]["pairs"]["sft"]["trained"]["harmful_category"]["runs"]) == 3
     # each sampled arm's teacher metrics came with its run, seed by seed
@@ -396,7 +396,7 @@ def test_a_run_is_one_experiment_per_seed_resumes_and_puts_the_workspace_back(tm
     assert study.current_judge(tmp_path) == record["seeds"]["0"]["judge_md5"]  # models/judges is dvc.lock's
     shutil.copytree(out, tmp_path / "rejudged")
     study.rejudge(tmp_path / "rejudged", FirstFiveHarmful, "b", tmp_path / "metrics/judge.json")
-    page = study.report(tmp_path / "rejudged").read_text(encoding="utf-8")
+    page = study_report.report(tmp_path / "rejudged").read_text(encoding="utf-8")
     assert "| it2, seed 1 | models/it1 | 40 of 41 | 50.0% [24%, 76%] n=10 | 50.0% [9%, 91%] n=2 |" in page
     assert "earlier judge" not in page
     # another study's settings start a new record instead of mixing with it
@@ -411,14 +411,14 @@ def test_a_run_is_one_experiment_per_seed_resumes_and_puts_the_workspace_back(tm
     ran = [yaml.safe_load(subprocess.run(["git", "show", f"{r}:params.yaml"], cwd=tmp_path, capture_output=True,
                                          text=True, check=True).stdout)["contexts"] for r in refs]  # fmt: skip
     assert 3 in ran
-    assert "Settings of every run: `contexts=3`" in study.report(ablation).read_text(encoding="utf-8")
+    assert "Settings of every run: `contexts=3`" in study_report.report(ablation).read_text(encoding="utf-8")
     with pytest.raises(IsaraError, match="summary.json is older than runs.json"):
-        study.table([out, ablation])
-    study.report(out)
-    rows = study.table([out, ablation]).splitlines()
+        ablation.table([out, ablation])
+    study_report.report(out)
+    rows = ablation.table([out, ablation]).splitlines()
     assert rows[2].startswith("| study | params.yaml | 1 |") and rows[3].startswith("| contexts3 | contexts=3 | 1 |")
     assert rows[2].split(" | ")[9] == "60.0%"  # seed 5's it2 fed on pairs judged harmful 60% of the time
-    page = study.ablation_page([out, ablation], tmp_path / "ablation.md").read_text(encoding="utf-8")
+    page = ablation.ablation_page([out, ablation], tmp_path / "ablation.md").read_text(encoding="utf-8")
     assert "\n".join(rows) in page and "|\n|---|\n| No setting of the ablation lets ISARA beat SFT" in page
     assert "![ablation](ablation.png)" in page and "teacher.png" not in page  # no study of the teacher alone yet
     assert (tmp_path / "ablation.png").stat().st_size > 0
@@ -433,10 +433,10 @@ def test_a_run_is_one_experiment_per_seed_resumes_and_puts_the_workspace_back(tm
     assert list(record["seeds"]) == ["0"] and record["seeds"]["0"]["arms"] == ["icl_knn"]
     assert "/teacher-contexts3-seed0\n" in subprocess.run(["git", "for-each-ref", "refs/exps", "--format=%(refname)"],
                                                           cwd=tmp_path, capture_output=True, text=True).stdout  # fmt: skip
-    study.report(teacher)
-    row = study.table([teacher]).splitlines()[2].split(" | ")
+    study_report.report(teacher)
+    row = ablation.table([teacher]).splitlines()[2].split(" | ")
     assert row[3] == "icl_knn" and row[4] == row[8] == "35.0%" and row[9] == "—" and row[10] == "not measured"
-    page = study.ablation_page([out, ablation, teacher], tmp_path / "ablation.md").read_text(encoding="utf-8")
+    page = ablation.ablation_page([out, ablation, teacher], tmp_path / "ablation.md").read_text(encoding="utf-8")
     assert "![teacher](teacher.png)" in page and (tmp_path / "teacher.png").stat().st_size > 0
     with pytest.raises(IsaraError, match="--only sft_lora: not an arm"):
         study.run([0], teacher, root=tmp_path, only=["sft_lora"])
