@@ -403,22 +403,22 @@ def test_a_run_is_one_experiment_per_seed_resumes_and_puts_the_workspace_back(tm
     record = study.run([5], out, max_per_suite=5, root=tmp_path)
     assert sorted(record["seeds"]) == ["5"] and len(record["seeds"]["5"]["arms"]) == 6
     # an ablation setting: set in every run, recorded, on the page and in the table across studies
-    ablation = tmp_path / "contexts3"
-    record = study.run([0], ablation, max_per_suite=10, root=tmp_path, overrides={"contexts": "3"})
+    setting = tmp_path / "contexts3"
+    record = study.run([0], setting, max_per_suite=10, root=tmp_path, overrides={"contexts": "3"})
     assert record["overrides"] == {"contexts": "3"}
     refs = subprocess.run(["git", "for-each-ref", "refs/exps", "--format=%(objectname)"], cwd=tmp_path,
                           capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
     ran = [yaml.safe_load(subprocess.run(["git", "show", f"{r}:params.yaml"], cwd=tmp_path, capture_output=True,
                                          text=True, check=True).stdout)["contexts"] for r in refs]  # fmt: skip
     assert 3 in ran
-    assert "Settings of every run: `contexts=3`" in study_report.report(ablation).read_text(encoding="utf-8")
+    assert "Settings of every run: `contexts=3`" in study_report.report(setting).read_text(encoding="utf-8")
     with pytest.raises(IsaraError, match="summary.json is older than runs.json"):
-        ablation.table([out, ablation])
+        ablation.table([out, setting])
     study_report.report(out)
-    rows = ablation.table([out, ablation]).splitlines()
+    rows = ablation.table([out, setting]).splitlines()
     assert rows[2].startswith("| study | params.yaml | 1 |") and rows[3].startswith("| contexts3 | contexts=3 | 1 |")
     assert rows[2].split(" | ")[9] == "60.0%"  # seed 5's it2 fed on pairs judged harmful 60% of the time
-    page = ablation.ablation_page([out, ablation], tmp_path / "ablation.md").read_text(encoding="utf-8")
+    page = ablation.ablation_page([out, setting], tmp_path / "ablation.md").read_text(encoding="utf-8")
     assert "\n".join(rows) in page and "|\n|---|\n| No setting of the ablation lets ISARA beat SFT" in page
     assert "![ablation](ablation.png)" in page and "teacher.png" not in page  # no study of the teacher alone yet
     assert (tmp_path / "ablation.png").stat().st_size > 0
@@ -436,7 +436,7 @@ def test_a_run_is_one_experiment_per_seed_resumes_and_puts_the_workspace_back(tm
     study_report.report(teacher)
     row = ablation.table([teacher]).splitlines()[2].split(" | ")
     assert row[3] == "icl_knn" and row[4] == row[8] == "35.0%" and row[9] == "—" and row[10] == "not measured"
-    page = ablation.ablation_page([out, ablation, teacher], tmp_path / "ablation.md").read_text(encoding="utf-8")
+    page = ablation.ablation_page([out, setting, teacher], tmp_path / "ablation.md").read_text(encoding="utf-8")
     assert "![teacher](teacher.png)" in page and (tmp_path / "teacher.png").stat().st_size > 0
     with pytest.raises(IsaraError, match="--only sft_lora: not an arm"):
         study.run([0], teacher, root=tmp_path, only=["sft_lora"])
