@@ -117,7 +117,9 @@ class TrainParams(Section):
     # AdamW's moment decays: torch's default; the authors' safe-rlhf trainer uses (0.9, 0.95)
     adam_betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)
     max_length: int = Field(256, ge=16)  # the longest seed example is ~130 tokens
-    bf16: bool = True  # ~1.6x faster on this CPU, per-step loss within 0.04 of fp32
+    # ~1.6x faster on a CPU with AVX512-BF16, per-step loss within 0.04 of fp32; a CPU without bf16
+    # instructions (AVX2 only) trains in fp32 instead (isara.models.use_bf16), as emulated bf16 crawls
+    bf16: bool = True
     weight_decay: float = Field(0.0, ge=0)
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)

@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from isara.config import GenerateParams
 from isara.icl import FORMATS, clean
+from isara.models import use_bf16
 from isara.resume import SCRATCH, Scratch
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ class Local(Engine):
         self.tokenizer.padding_side = "left"
         kwargs = generate_kwargs(self.tokenizer, cfg, fmt)
         self.model.eval()
-        if cfg.bf16:
+        if use_bf16(cfg.bf16, self.model.device.type, "bf16 generation"):
             self.model.to(torch.bfloat16)
         for job in jobs:
             yield job.b, run_batch(self.model, self.tokenizer, job.rows, kwargs, job.seed)

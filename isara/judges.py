@@ -22,6 +22,7 @@ import polars as pl
 from isara import judge_data
 from isara.embed import encode
 from isara.errors import IsaraError
+from isara.models import use_bf16
 from isara.paths import atomic, write_text
 from isara.schema import norm
 
@@ -140,7 +141,7 @@ def fit_cross_encoder(
 ) -> None:
     """Fine-tune the embedder's transformer with a one-logit head on (question, answer); save it to out_dir.
 
-    Seeded shuffle and initialisation, bf16 autocast (fp32 weights), one process: the same rows,
+    Seeded shuffle and initialisation, bf16 autocast where the CPU has bf16 (fp32 weights), one process: the same rows,
     seed and thread count give the same bytes. The global torch RNG is left as it was.
     """
     import torch
@@ -173,7 +174,7 @@ def fit_cross_encoder(
                 padding=True,
                 return_tensors="pt",
             )
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16(True, "cpu", "judge training")):
                 logits = model(**enc).logits[:, 0]
             each = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), target[rows], reduction="none")
             loss = (each * w[rows]).sum() / w[rows].sum()

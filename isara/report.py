@@ -300,11 +300,14 @@ def _rate_cell(r: dict) -> str:
 
 
 def paired_cells(rate: str, r: dict) -> list[str]:
-    """A paired comparison of one rate as table cells: the rate with its prompts (and runs, when several),
-    each arm's rate (the mean over its runs: one per seed in a study), difference, interval, p, verdict."""
+    """A paired comparison of one rate as table cells: the rate with its prompts (and seeds, when several),
+    each arm's rate (the mean over its runs: one per seed in a study), difference, interval, p, verdict.
+
+    A study pairs the two arms' runs seed by seed (a deterministic arm's one run stands beside every
+    seed of the other), so the count shown is of seeds, not of the runs made."""
     runs = r["runs"]
     return [
-        f"{rate} (n={r['n_prompts']}" + (f", runs={len(runs)})" if len(runs) > 1 else ")"),
+        f"{rate} (n={r['n_prompts']}" + (f", seeds={len(runs)})" if len(runs) > 1 else ")"),
         _pct(sum(run["x_rate"] for run in runs) / len(runs)),
         _pct(sum(run["y_rate"] for run in runs) / len(runs)),
         f"{r['difference']:+.1%}",

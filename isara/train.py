@@ -18,6 +18,7 @@ from isara.distributed import Group, is_main, local_processes
 from isara.errors import IsaraError
 from isara.icl import FORMATS, answer_prompt
 from isara.loss import IGNORE, collate, step_loss
+from isara.models import use_bf16
 from isara.resume import SCRATCH, Scratch, code_ref, load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,7 @@ def _step(model, opt, examples: list, group: list[np.ndarray], pad_id: int, bf16
     import torch
 
     device = next(model.parameters()).device
+    bf16 = use_bf16(bf16, device.type, "train.bf16")
     n = sum(len(idx) for idx in group) if len(group) > 1 else None
     total, tokens = 0.0, 0
     for j, idx in enumerate(group):

@@ -470,6 +470,35 @@ def test_the_matched_control_takes_the_optimizer_steps_of_its_round(small: Path,
     assert [h["epoch"] for h in matched_hist] == [1, 2, 3]  # 3 pairs, 2 batches an epoch, 2 batches a step
 
 
+@pytest.mark.model
+def test_bf16_is_fp32_where_the_cpu_would_emulate_it(small: Path, seed: pl.DataFrame, monkeypatch, caplog) -> None:
+    """train.bf16 on a CPU without AVX512-BF16 or AMX: the same updates as bf16: false, and one warning
+    naming the param; where the CPU has bf16, the autocast runs and the losses move."""
+    import torch
+
+    from isara import models
+    from isara.models import load_model
+    from isara.train import train
+
+    torch.set_num_threads(2)
+    data = merge.training_rows(seed.head(4))
+    cfg = TrainParams(lr=1e-4, epochs=1, batch_size=2, checkpoint_every=0)
+
+    def losses(native: bool, bf16: bool) -> list[float]:
+        models.use_bf16.cache_clear()
+        monkeypatch.setattr(models, "native_bf16", lambda device_type="cpu": native)
+        _, hist = train(*load_model(small), data, cfg.model_copy(update={"bf16": bf16}), 1, 0, "chatml")
+        return [h["loss"] for h in hist]
+
+    fp32 = losses(native=False, bf16=False)
+    with caplog.at_level("WARNING"):
+        assert losses(native=False, bf16=True) == fp32
+    assert sum("train.bf16: this CPU has no native bf16" in r.getMessage() for r in caplog.records) == 1
+    assert losses(native=True, bf16=True) != fp32  # autocast on: bf16 rounding shows in the loss
+    models.use_bf16.cache_clear()
+    assert models.use_bf16(False, "cpu", "train.bf16") is False
+
+
 def test_a_round_plans_its_optimizer_steps_and_the_matched_control_takes_as_many() -> None:
     from isara.train import batches, plan, plan_steps
 

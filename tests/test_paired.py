@@ -10,6 +10,7 @@ import pytest
 
 from isara import schema
 from isara.paired import RATES, compare, compare_files, mcnemar, verdict
+from isara.report import paired_cells
 from tests.conftest import isara
 
 
@@ -73,6 +74,10 @@ def test_several_seeds_pair_with_one_deterministic_run_and_pool() -> None:
     assert worse["verdict"] == "worse" and worse["p_value"] < 0.01
     with pytest.raises(ValueError, match="3 runs against 2"):
         compare(xs, [y, y])
+    cells = paired_cells("harmful_category", got)  # the count shown is of seeds: SFT ran once
+    assert cells[0] == "harmful_category (n=200, seeds=3)"
+    assert cells[1] == f"{np.mean([x.mean() for x in xs]):.1%}" and cells[2] == f"{y.mean():.1%}"
+    assert paired_cells("harmful_category", compare([xs[0]], [y]))[0] == "harmful_category (n=200)"
 
 
 def _generations(model: str, harm: list[float], refusal: list[float]) -> pl.DataFrame:
