@@ -106,8 +106,12 @@ def use_bf16(requested: bool, device_type: str, param: str) -> bool:
     said once per process. The machine's instructions already decide the low bits of every float
     result, so a run's bytes stay those of its machine and params either way."""
     if requested and not native_bf16(device_type):
-        log.warning("%s: this %s has no native bf16 (AVX512-BF16 or AMX); fp32 instead, as emulated bf16 "
-                    "runs many times slower", param, device_type.upper())  # fmt: skip
+        what = (
+            "CPU has no native bf16 (AVX512-BF16 or AMX)"
+            if device_type == "cpu"
+            else f"{device_type} device has no bf16"
+        )
+        log.warning("%s: this %s; fp32 instead, as emulated bf16 runs many times slower", param, what)
         return False
     return requested
 
