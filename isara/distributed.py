@@ -19,7 +19,6 @@ import numpy as np
 from isara.config import TrainParams
 from isara.errors import IsaraError
 from isara.loss import collate, step_loss
-from isara.models import use_bf16
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +135,7 @@ class Group:
             mine, real = shard(idx, self.rank, self.world)
             ids, mask, labels, weights = (t.to(self.acc.device) for t in collate([examples[i] for i in mine], pad_id))
             weights = weights if real else torch.zeros_like(weights)
-            with torch.autocast(
-                self.acc.device.type, dtype=torch.bfloat16, enabled=use_bf16(bf16, self.acc.device.type, "train.bf16")
-            ):
+            with torch.autocast(self.acc.device.type, dtype=torch.bfloat16, enabled=bf16):
                 # rows / world: DDP divides the summed gradients by world, so each rank's weighted sum
                 # over the group's rows makes the average that of one batch holding the whole group.
                 loss = self.net(ids, mask, labels, weights, rows / self.world)

@@ -155,6 +155,7 @@ def fit_cross_encoder(
     order = np.random.default_rng(seed).permutation(len(questions))
     batches = [order[i : i + CE_BATCH] for i in range(0, len(order), CE_BATCH)] * CE_EPOCHS
     warm = max(1, int(CE_WARMUP * len(batches)))
+    bf16 = use_bf16(True, "cpu", "judge training")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1)
@@ -174,7 +175,7 @@ def fit_cross_encoder(
                 padding=True,
                 return_tensors="pt",
             )
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16(True, "cpu", "judge training")):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 logits = model(**enc).logits[:, 0]
             each = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), target[rows], reduction="none")
             loss = (each * w[rows]).sum() / w[rows].sum()

@@ -132,7 +132,6 @@ def _step(model, opt, examples: list, group: list[np.ndarray], pad_id: int, bf16
     import torch
 
     device = next(model.parameters()).device
-    bf16 = use_bf16(bf16, device.type, "train.bf16")
     n = sum(len(idx) for idx in group) if len(group) > 1 else None
     total, tokens = 0.0, 0
     for j, idx in enumerate(group):
@@ -191,10 +190,12 @@ def train(
     resume = checkpoints and cfg.checkpoint_every
     done, history = load_checkpoint(checkpoints, model, opt, sched) if resume else (0, [])
     run = group.prepare(model, opt) if group else partial(_step, model, opt)
+    # Decided once for the round, on the device its steps run on (bf16 only where the hardware has it).
+    bf16 = use_bf16(cfg.bf16, (group.acc.device if group else next(model.parameters()).device).type, "train.bf16")
     quiet = group is not None and not group.main
     bar = tqdm(steps_plan[done:], desc=f"train it{k}", unit="step", initial=done, total=len(steps_plan), disable=quiet)
     for step, pairs in enumerate(bar, start=done + 1):
-        loss, tokens = run(examples, [b for b, _ in pairs], tokenizer.pad_token_id, cfg.bf16)
+        loss, tokens = run(examples, [b for b, _ in pairs], tokenizer.pad_token_id, bf16)
         if sched is not None:
             sched.step()
         history.append({"step": step, "epoch": pairs[-1][1], "loss": round(loss, 6), "tokens": tokens})
