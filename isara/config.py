@@ -60,7 +60,7 @@ class GenerateParams(Section):
     num_beams: int = Field(1, ge=1)
     repetition_penalty: float = Field(1.0, gt=0)
     no_repeat_ngram_size: int = Field(0, ge=0)
-    bf16: bool = False
+    bf16: bool = True  # bf16 weights where the hardware has bf16 (isara.models.use_bf16), fp32 elsewhere
     max_prompt_tokens: int = Field(1536, ge=16)  # longer prompts drop their farthest examples first
     # Beam scores are divided by length**length_penalty: > 1 favours longer beams (authors' proposals: 2).
     length_penalty: float = 1.0

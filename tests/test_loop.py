@@ -499,6 +499,34 @@ def test_bf16_is_fp32_where_the_cpu_would_emulate_it(small: Path, seed: pl.DataF
     assert models.use_bf16(False, "cpu", "train.bf16") is False
 
 
+@pytest.mark.model
+def test_generation_follows_bf16_each_call_and_fp32_is_fp32_again(small: Path, seed: pl.DataFrame, monkeypatch) -> None:
+    """`bf16: true` generates with bf16 weights where the hardware has bf16; a later fp32 call on the same
+    model generates what a model never converted generates (the conversion does not stick)."""
+    import torch
+
+    from isara import models
+    from isara.generate import generate
+    from isara.models import load_model
+
+    torch.set_num_threads(2)
+    models.use_bf16.cache_clear()
+    monkeypatch.setattr(models, "native_bf16", lambda device_type="cpu": True)
+    prompts = [answer_prompt([], q, "chatml") for q in seed["question"].head(4)]
+    fp32, bf16 = (
+        GenerateParams(max_new_tokens=12, batch_size=2, bf16=False),
+        GenerateParams(max_new_tokens=12, batch_size=2),
+    )
+    fresh, tok = load_model(small)
+    expected, _ = generate(fresh, tok, prompts, fp32, 0, "chatml", "test")
+    model, _ = load_model(small)
+    generate(model, tok, prompts, bf16, 0, "chatml", "test")
+    assert model.dtype == torch.bfloat16  # the default: bf16 weights where native
+    again, _ = generate(model, tok, prompts, fp32, 0, "chatml", "test")
+    assert model.dtype == torch.float32 and again == expected
+    models.use_bf16.cache_clear()
+
+
 def test_a_round_plans_its_optimizer_steps_and_the_matched_control_takes_as_many() -> None:
     from isara.train import batches, plan, plan_steps
 

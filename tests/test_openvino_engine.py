@@ -172,7 +172,7 @@ def test_an_interrupted_conversion_leaves_nothing_and_no_telemetry(base: Path, t
 @pytest.mark.model
 def test_greedy_label_texts_are_those_of_transformers(local, engine, prepared: Path) -> None:
     prompts = label_prompts(prepared, N_PROMPTS, contexts=2)
-    cfg = LabelParams()  # repetition penalty 1.2, no-repeat 10-grams, 64 new tokens
+    cfg = LabelParams(bf16=False)  # f32 against fp32; repetition penalty 1.2, no-repeat 10-grams, 64 new tokens
     assert _texts(engine, local.tokenizer, prompts, cfg) == _texts(local.model, local.tokenizer, prompts, cfg)
 
 
@@ -180,7 +180,7 @@ def test_greedy_label_texts_are_those_of_transformers(local, engine, prepared: P
 def test_seeded_proposals_are_those_of_transformers_and_repeat(local, engine, prepared: Path) -> None:
     tok = local.tokenizer
     prompts = proposal_prompts(tok, prepared, N_PROMPTS, contexts=2)
-    cfg = ProposeParams(batch_size=4)  # sampling, temperature 0.9, top-p 0.95; two batches, two seeds
+    cfg = ProposeParams(batch_size=4, bf16=False)  # sampling, temperature 0.9, top-p 0.95; two batches, two seeds
     ours = _texts(engine, tok, prompts, cfg, seed=3)
     assert ours == _texts(local.model, tok, prompts, cfg, seed=3)
     assert _texts(engine, tok, prompts, cfg, seed=3) == ours  # the same engine, run again
@@ -204,7 +204,7 @@ def test_the_engine_param_routes_evaluation_through_openvino(
     model, tok = backends.load(base, ScaleParams(engine="openvino"), threads=os.cpu_count() or 1)
     assert isinstance(model, OpenVino) and model.weights == "f32"
     prompts = eval_prompts(prepared, N_PROMPTS)
-    cfg = EvaluateParams()
+    cfg = EvaluateParams(bf16=False)  # the f32 engine against transformers in fp32
     assert _texts(model, tok, prompts, cfg) == _texts(local.model, local.tokenizer, prompts, cfg)
     with pytest.raises(IsaraError, match="ray"):
         parse_params({**base_params(), "scale": {"engine": "openvino", "placement": "ray"}})

@@ -94,5 +94,5 @@ def test_bf16_generation_speed_and_agreement(benchmark, setup) -> None:
         fast=f"bf16 weights: {bf_tok / bf_s:.1f} new tok/s, {agree:.0%} identical outputs",
         speed_ratio=(bf_tok / bf_s) / (fp32_tok / fp32_s),
         agreement=agree,
-        floor="reported; bf16 is a param (default off unless agreement >= 95%)",
+        floor="reported; the default generates in bf16 where native (rates: docs/precision.md)",
     )
