@@ -133,8 +133,8 @@ class Local(Engine):
         self.model.eval()
         if use_bf16(cfg.bf16, self.model.device.type, "bf16 generation"):
             self.model.to(torch.bfloat16)
-        elif self.model.dtype == torch.bfloat16:  # a model an earlier bf16 call converted: fp32 asked for now
-            self.model.to(torch.float32)
+        elif self.model.dtype == torch.bfloat16:  # fp32 asked for, or no native bf16: a model an earlier bf16
+            self.model.to(torch.float32)  # call converted, or a checkpoint stored in bf16, runs fp32
         for job in jobs:
             yield job.b, run_batch(self.model, self.tokenizer, job.rows, kwargs, job.seed)
 

@@ -41,7 +41,7 @@ def rows(x_dir: Path, y_dir: Path, threshold: float) -> tuple[list[tuple[str, st
 
 
 def page(found: list[tuple[str, str, dict]], same: dict[str, tuple[int, int]], x_dir: str, y_dir: str) -> str:
-    separable = [(m, rate) for m, rate, r in found if r["verdict"] != "not separable at this sample size"]
+    separable = [(m, rate) for m, rate, r in found if r["verdict"] in ("better", "worse")]
     lines = [
         "# Generation precision: two runs of the default profile, model by model",
         "",
