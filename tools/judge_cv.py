@@ -1,0 +1,285 @@
+"""The harm judge's recipe measured by cross-validation over every XSTest question a judge may see.
+
+    python tools/judge_cv.py --run [--folds 5]     # fit one judge per fold (~6 min each here), then the page
+    python tools/judge_cv.py                       # the page again, from the recorded predictions
+    python tools/judge_cv.py --check               # exit 1 if the page is not what the records say
+
+`metrics/judge.json` scores one judge on XSTest's 90 `judge_test` questions: an F1 interval ~0.24
+wide, too wide to say whether the recipe reaches a bar such as 0.80. Here the 300 XSTest questions
+that may train a judge (`judge_train` and `judge_test`; never the `eval` prompts) are cut into
+folds, whole questions with all their answers; each fold is scored by a judge fitted exactly as the
+judge stage fits one (same SPARD and AlpacaEval rows, same seed-question exclusion, same code),
+with the other folds' XSTest questions in place of `judge_train`. Every XSTest question is then
+scored once, by a judge that never saw it. Each fold's judge also scores SPARD test, so the page
+shows how much F1 moves between fits of the same recipe.
+
+Records: one parquet per fold in --records (a fold already there is not refitted); the page is
+built from them alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from isara import judge_data, judges  # noqa: E402
+from isara.config import load_params  # noqa: E402
+from isara.errors import IsaraError  # noqa: E402
+from isara.models import set_threads  # noqa: E402
+from isara.paths import atomic, write_text  # noqa: E402
+from isara.prepare_data import SPLIT_SEED  # noqa: E402
+from isara.schema import norm  # noqa: E402
+
+log = logging.getLogger("judge_cv")
+RECORD = {
+    "fold": pl.Int32,
+    "source": pl.Utf8,
+    "question": pl.Utf8,
+    "answer": pl.Utf8,
+    "label": pl.Int32,
+    "prob": pl.Float64,
+    "keyword": pl.Float64,
+}
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def folds_of(rows: pl.DataFrame, k: int, seed: int) -> dict[str, int]:
+    """Question key -> fold: a seeded shuffle, dealt round-robin within 'has a harmful answer' or not,
+    so every fold holds a like share of the positive class."""
+    keys = rows.with_columns(key=pl.col("question").map_elements(norm, return_dtype=pl.Utf8))
+    pos = keys.group_by("key").agg(pl.col("label").max()).sort("key")
+    out: dict[str, int] = {}
+    for has in (1, 0):
+        qs = pos.filter(pl.col("label") == has)["key"].to_list()
+        random.Random(f"{seed}:{has}").shuffle(qs)
+        out.update({q: (i + has) % k for i, q in enumerate(qs)})  # offset: fold sizes stay within one
+    return out
+
+
+def harm_rows(params) -> pl.DataFrame:
+    """The harm judge's rows exactly as the judge stage builds them (stages/judge.py)."""
+    prepared = Path(params.data.prepared_dir)
+    seeds = sorted({*prepared.glob("seed_*.parquet"), Path(params.data.seed_file)})
+    harm, _ = judge_data.build(
+        Path(params.data.raw_dir),
+        prepared / "xstest_split.parquet",
+        Path(params.data.eval_file),
+        list(params.judge.sources),
+        params.judge.max_train_per_source,
+        SPLIT_SEED,
+        params.judge.max_test_per_source,
+        seed_files=seeds,
+    )
+    return harm
+
+
+def fit_fold(rows: pl.DataFrame, fold_of: dict[str, int], fold: int, embedder: str) -> pl.DataFrame:
+    """Fit the cross-encoder without fold `fold`'s XSTest questions; score them and SPARD test."""
+    key = pl.col("question").map_elements(norm, return_dtype=pl.Utf8)
+    xs = rows.filter(pl.col("source") == "xstest").with_columns(fold=key.replace_strict(fold_of, return_dtype=pl.Int32))
+    train = pl.concat(
+        [
+            rows.filter((pl.col("split") == "train") & (pl.col("source") != "xstest")),
+            xs.filter(pl.col("fold") != fold).drop("fold"),
+        ]
+    ).sort("source", "question", "answer", "label")
+    test = pl.concat(
+        [
+            xs.filter(pl.col("fold") == fold).drop("fold"),
+            rows.filter((pl.col("split") == "test") & (pl.col("source") == "spard")),
+        ]
+    )
+    weight = train["source"].replace_strict(judges.CE_SOURCE_WEIGHT, default=1.0, return_dtype=pl.Float64)
+    log.info("fold %d: fitting on %d rows, scoring %d", fold, train.height, test.height)
+    with tempfile.TemporaryDirectory() as tmp:
+        judges.fit_cross_encoder(
+            train["question"].to_list(),
+            train["answer"].to_list(),
+            train["label"].to_numpy(),
+            weight.to_numpy(),
+            embedder,
+            Path(tmp) / "harm",
+            SPLIT_SEED,
+        )
+        score = judges.HFClassifier(str(Path(tmp) / "harm"), "harm", judges.CE_MAX_TOKENS)
+        prob = score(test["question"].to_list(), test["answer"].to_list())
+    return pl.DataFrame(
+        {
+            "fold": [fold] * test.height,
+            "source": test["source"],
+            "question": test["question"],
+            # SPARD's answers are the judge stage's own test rows (models/judges/rows.parquet): not kept twice
+            "answer": test.select(pl.when(pl.col("source") == "xstest").then("answer").otherwise(pl.lit("")))["answer"],
+            "label": test["label"],
+            "prob": prob.astype(np.float64),
+            "keyword": 1.0 - judges.keyword_refusal(test["answer"].to_list()),
+        },
+        schema=RECORD,
+    )
+
+
+def run(records: Path, k: int) -> None:
+    params = load_params(ROOT / "params.yaml")
+    if params.judge.harm != "cross_encoder":
+        raise SystemExit(f"error: judge.harm is {params.judge.harm!r}; this measures the cross_encoder recipe")
+    set_threads(params.model.threads)
+    rows = harm_rows(params)
+    fold_of = folds_of(rows.filter(pl.col("source") == "xstest"), k, SPLIT_SEED)
+    records.mkdir(parents=True, exist_ok=True)
+    for fold in range(k):
+        out = records / f"fold{fold}.parquet"
+        if out.is_file():
+            log.info("fold %d: recorded in %s", fold, out)
+            continue
+        scored = fit_fold(rows, fold_of, fold, params.model.embedder)
+        with atomic(out) as tmp:
+            scored.write_parquet(tmp)
+
+
+def _measure(df: pl.DataFrame, column: str, threshold: float) -> dict:
+    y, p = df["label"].to_numpy(), df[column].to_numpy()
+    groups = [norm(q) for q in df["question"].to_list()]
+    return {
+        **judges.binary_metrics(y, p, threshold),
+        "f1_ci95": judges.f1_interval(y, p >= threshold, groups),
+        "questions": len(set(groups)),
+    }
+
+
+def _line(name: str, m: dict) -> str:
+    lo, hi = m["f1_ci95"]
+    return (
+        f"| {name} | {m['questions']} | {m['n']} | {m['positives']} | {m['precision']:.3f} | {m['recall']:.3f} |"
+        f" **{m['f1']:.3f}** [{lo:.3f}, {hi:.3f}] |"
+    )
+
+
+def page(records: Path, committed: dict, threshold: float) -> str:
+    files = sorted(records.glob("fold*.parquet"))
+    if not files:
+        raise SystemExit(f"error: {records} holds no fold records (run with --run first)")
+    df = pl.concat([pl.read_parquet(f) for f in files])
+    xs, spard = df.filter(pl.col("source") == "xstest"), df.filter(pl.col("source") == "spard")
+    k = len(files)
+    pooled, keyword = _measure(xs, "prob", threshold), _measure(xs, "keyword", threshold)
+    held = committed["harm"]["held_out"]["xstest_test"]
+    lines = [
+        "# The harm judge's recipe, cross-validated over XSTest",
+        "",
+        "<!-- written by `python tools/judge_cv.py`; edit that, not this -->",
+        f"{k} folds of XSTest's {pooled['questions']} non-eval questions (whole questions, all their answers);"
+        " each fold scored by a cross-encoder fitted as the judge stage fits one, without that fold's questions."
+        f" Threshold {threshold:g}. F1 intervals: 95%, a bootstrap over questions (`isara.judges.f1_interval`).",
+        "",
+        "| XSTest harm | questions | answers | harmful | precision | recall | F1 [95%] |",
+        "|---|---|---|---|---|---|---|",
+        _line(f"recipe, {k}-fold, pooled", pooled),
+        _line("keyword baseline, same answers", keyword),
+        _line("committed judge, judge_test only (metrics/judge.json)", held),
+        "",
+        "Fold by fold (each fold's judge; SPARD test is the same 1,004 answers for every fold):",
+        "",
+        "| fold | XSTest questions | XSTest harmful | XSTest F1 | SPARD-test F1 |",
+        "|---|---|---|---|---|",
+    ]
+    spard_f1 = []
+    for fold in range(k):
+        x, s = xs.filter(pl.col("fold") == fold), spard.filter(pl.col("fold") == fold)
+        fx = judges.binary_metrics(x["label"].to_numpy(), x["prob"].to_numpy(), threshold)
+        fs = judges.binary_metrics(s["label"].to_numpy(), s["prob"].to_numpy(), threshold)
+        spard_f1.append(fs["f1"])
+        lines.append(f"| {fold} | {x['question'].n_unique()} | {fx['positives']} | {fx['f1']:.3f} | {fs['f1']:.3f} |")
+    lines += [
+        "",
+        f"SPARD-test F1 across the {k} fits: {min(spard_f1):.3f} to {max(spard_f1):.3f}"
+        f" (committed judge {committed['harm']['held_out']['spard_test']['f1']:.3f}).",
+        "",
+        "## Threshold",
+        "",
+        "Read, not chosen: the pipeline's threshold is a param (`judge.threshold`), and one threshold serves"
+        " both SPARD-like and XSTest-like answers.",
+        "",
+        "| threshold | XSTest precision | XSTest recall | XSTest F1 | SPARD-test F1 (mean of folds) |",
+        "|---|---|---|---|---|",
+    ]
+    for t in THRESHOLDS:
+        m = judges.binary_metrics(xs["label"].to_numpy(), xs["prob"].to_numpy(), t)
+        s = [
+            judges.binary_metrics(g["label"].to_numpy(), g["prob"].to_numpy(), t)["f1"]
+            for _, g in spard.group_by("fold", maintain_order=True)
+        ]
+        lines.append(f"| {t:g} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {np.mean(s):.3f} |")
+    judged = xs.with_columns(pred=(pl.col("prob") >= threshold).cast(pl.Int32))
+    alarms = (
+        judged.filter((pl.col("pred") == 1) & (pl.col("label") == 0))
+        .group_by("question")
+        .agg(answers=pl.len(), top=pl.col("prob").max())
+        .sort("answers", "top", "question", descending=[True, True, False])
+    )
+    misses = judged.filter((pl.col("pred") == 0) & (pl.col("label") == 1)).sort("prob", "question", "answer")
+    cell = lambda text, n: text.replace("|", "/").replace("\n", " ")[:n]  # noqa: E731
+    lines += [
+        "",
+        "## Where it errs",
+        "",
+        f"{alarms['answers'].sum()} false alarms (a harmless answer called harmful) on {alarms.height} questions;"
+        f" {misses.height} misses (a harmful answer called harmless) on {misses['question'].n_unique()} questions.",
+        "",
+        "| question with false alarms | harmless answers called harmful | highest P(harmful) |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {cell(q, 120)} | {n} | {top:.2f} |" for q, n, top in alarms.head(12).iter_rows()]
+    lines += [
+        "",
+        "The misses the judge was surest of (lowest P(harmful)):",
+        "",
+        "| question | the harmful answer's start | P(harmful) |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {cell(q, 120)} | {cell(a, 100)} | {p:.2f} |"
+        for q, a, p in misses.head(8).select("question", "answer", "prob").iter_rows()
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", action="store_true", help="fit the folds not yet recorded, then write the page")
+    ap.add_argument("--check", action="store_true", help="rebuild the page and compare it with --out; write nothing")
+    ap.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
+    ap.add_argument("--records", default="docs/judge_cv", help="folder of the per-fold predictions")
+    ap.add_argument("--out", default="docs/judge_cv.md", help="the page to write")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    records = Path(args.records)
+    if args.run:
+        try:
+            run(records, args.folds)
+        except IsaraError as err:  # e.g. data/prepared not built yet: `dvc repro prepare_data`
+            raise SystemExit(f"error: {err}") from None
+    committed = json.loads((ROOT / "metrics/judge.json").read_text(encoding="utf-8"))
+    text = page(records, committed, load_params(ROOT / "params.yaml").judge.threshold)
+    if args.check:
+        out = Path(args.out)
+        if not out.is_file() or out.read_text(encoding="utf-8") != text:
+            raise SystemExit(f"error: {out} is not the page {records} gives; run python tools/judge_cv.py")
+        print(f"{out} matches {records}")
+        return
+    write_text(Path(args.out), text)
+    print(text, end="")
+
+
+if __name__ == "__main__":
+    main()
