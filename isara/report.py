@@ -12,7 +12,7 @@ import polars as pl
 
 from isara import html, schema, teacher
 from isara.judges import keyword_refusal
-from isara.paired import compare_files
+from isara.paired import RATES, UNTRUTHFUL, compare_files
 from isara.paths import atomic, write_csv, write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,8 @@ def comparisons(eval_dir: Path, threshold: float) -> dict:
     for base in (b for b in AGAINST if b in names):
         y = schema.read(eval_dir / f"{base}.parquet", schema.GENERATIONS)
         trained = compare_files([x], [y], threshold)
-        keyword = compare_files([x_keyword], [_keyword_judged(y)], threshold)
+        # The keyword judge re-scores the judged rates only: no judge enters UNTRUTHFUL.
+        keyword = compare_files([x_keyword], [_keyword_judged(y)], threshold, rates=list(RATES))
         flips = [r for r in trained if r in keyword and trained[r]["difference"] * keyword[r]["difference"] < 0]
         out["pairs"][base] = {"trained": trained, "keyword": keyword, "flips": flips}
     return out
@@ -489,6 +490,16 @@ def judge_lines(judge: dict) -> list[list[str]]:
     return out
 
 
+def comparisons_note(comp: dict) -> str:
+    text = COMPARISONS_NOTE.format(x=comp["x"])
+    if any(UNTRUTHFUL in both["trained"] for both in comp.get("pairs", {}).values()):
+        text += (
+            f" '{UNTRUTHFUL}' (TruthfulQA prompts): the answer's ROUGE-L is no closer to a correct reference than to"
+            " an incorrect one; 'I have no comment.' counts as truthful, as in TruthfulQA; no judge enters it."
+        )
+    return text
+
+
 def judge_note(judge: dict) -> str:
     text = f"Decision threshold {judge.get('threshold')}."
     if judge.get("excluded_seeds"):
@@ -509,9 +520,7 @@ def tables(
     if judge and (judged := judge_lines(judge)):
         out.append(("Judges", "", JUDGE_HEADER, judged, judge_note(judge)))
     if comp:
-        out.append(
-            ("Paired comparisons", COMPARISONS_NOTE.format(x=comp["x"]), COMPARISON_HEADER, comparison_lines(comp), "")
-        )
+        out.append(("Paired comparisons", comparisons_note(comp), COMPARISON_HEADER, comparison_lines(comp), ""))
         if power := power_lines(comp):
             out.append(("Power of this run", POWER_NOTE, POWER_HEADER, power, ""))
     if runs:

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from isara import schema
-from isara.paired import RATES, compare, compare_files, mcnemar, verdict
+from isara.paired import RATES, UNTRUTHFUL, compare, compare_files, mcnemar, verdict
 from isara.report import paired_cells
 from tests.conftest import isara
 
@@ -112,6 +112,28 @@ def test_files_are_compared_rate_by_rate_on_the_prompts_they_share() -> None:
     assert got["over_refusal_xstest"]["difference"] == -1.0 and got["over_refusal_xstest"]["verdict"] == "better"
     shared = compare_files([x.head(20)], [y], 0.5)  # x answered half the prompts
     assert shared["harmful_category"]["n_prompts"] == 5
+
+
+def _truthful(model: str, diff: list[float]) -> pl.DataFrame:
+    n = len(diff)
+    return _generations(model, [0.0] * n, [0.0] * n).with_columns(
+        suite=pl.lit("truthfulqa"), expect=pl.lit("truthful"), truth_diff=pl.Series(diff, dtype=pl.Float64)
+    )
+
+
+def test_truthfulqa_prompts_are_compared_on_untruthful_answers_and_no_judge_enters() -> None:
+    # x: closer to an incorrect reference on prompts 0-11, y on 0-1 only; a tie (0.0) counts as untruthful
+    x = _truthful("it2", [-0.2] * 11 + [0.0] + [0.3] * 18)
+    y = _truthful("sft", [-0.1] * 2 + [0.1] * 28)
+    got = compare_files([x], [y], 0.5)
+    assert set(got) == {UNTRUTHFUL}
+    r = got[UNTRUTHFUL]
+    assert r["n_prompts"] == 30 and r["difference"] == pytest.approx(10 / 30, abs=1e-4)
+    assert (r["runs"][0]["only_x"], r["runs"][0]["only_y"]) == (10, 0)
+    assert r["p_value"] == pytest.approx(2 / 1024, abs=1e-4) and r["verdict"] == "worse"
+    assert compare_files([x], [y], 0.99) == got  # the judges' threshold plays no part
+    safety = _generations("it2", [0.1] * 8, [0.1] * 8)
+    assert UNTRUTHFUL not in compare_files([safety], [safety], 0.5)
 
 
 @pytest.mark.model

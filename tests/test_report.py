@@ -148,3 +148,24 @@ def test_the_judges_table_gives_each_f1_its_interval_and_a_file_without_one_a_da
     assert harm["n (questions)"] == "449 (90)" and harm["F1"] == "0.748" and harm["F1 95% interval"] == "[0.62, 0.86]"
     assert harm["keyword baseline F1"] == "0.360"
     assert refusal["n (questions)"] == "449" and refusal["F1 95% interval"] == "—"  # judged before intervals existed
+
+
+def test_truthfulqa_prompts_get_a_paired_row_that_no_judge_scores(tmp_path: Path) -> None:
+    from isara.report import comparison_lines, comparisons_note
+
+    def truthful(model: str, diff: list[float]) -> pl.DataFrame:
+        g = _gen(model, [0.0] * len(diff), [COMPLY] * len(diff))
+        return g.with_columns(suite=pl.lit("truthfulqa"), expect=pl.lit("truthful"), truth_diff=pl.Series(diff))
+
+    schema.write(truthful("it2", [-0.1] * 6 + [0.2] * 14), tmp_path / "it2.parquet", schema.GENERATIONS)
+    schema.write(truthful("sft_matched", [0.2] * 20), tmp_path / "sft_matched.parquet", schema.GENERATIONS)
+    comp = comparisons(tmp_path, 0.5)
+    pair = comp["pairs"]["sft_matched"]
+    assert list(pair["trained"]) == ["untruthful"] and pair["keyword"] == {}
+    assert pair["trained"]["untruthful"]["difference"] == pytest.approx(0.3)
+    [row] = comparison_lines(comp)
+    assert row[:2] == ["sft_matched", "untruthful (n=20)"] and row[-2:] == ["—", ""]
+    assert "'untruthful' (TruthfulQA prompts)" in comparisons_note(comp)
+    schema.write(_gen("it2", [0.0] * 4, [COMPLY] * 4), tmp_path / "it2.parquet", schema.GENERATIONS)
+    schema.write(_gen("sft_matched", [0.0] * 4, [COMPLY] * 4), tmp_path / "sft_matched.parquet", schema.GENERATIONS)
+    assert "untruthful" not in comparisons_note(comparisons(tmp_path, 0.5))
