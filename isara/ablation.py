@@ -8,7 +8,7 @@ from pathlib import Path
 
 from isara import paths
 from isara.errors import IsaraError
-from isara.paired import RATES, compare_files
+from isara.paired import JUDGED, compare_files
 from isara.report import paired_cells, read_json
 from isara.study import RUNS, read_record, read_runs, stale_teacher, teacher_metrics
 from isara.study_report import mean_rate
@@ -53,7 +53,7 @@ def table(dirs: list[Path]) -> str:
             ", ".join(f"{k}={v}" for k, v in overrides.items()) or "params.yaml",
             str(len(summary["seeds"])),
             arm,
-            *(mean_rate(summary["rates"][arm][r]) for r in RATES),
+            *(mean_rate(summary["rates"][arm][r]) for r in JUDGED),
             mean_rate(summary["rates"].get("icl_knn", {}).get("harmful_category")),
             mean_rate([m["accepted"]["harmful_rate"] for _, m in teacher_metrics(d, record, seeds).get(arm, [])])
             + (" (an earlier judge)" if stale_teacher(record, seeds) else ""),
@@ -137,7 +137,7 @@ def plot_ablation(dirs: list[Path], out: Path) -> list[str]:
     teachers = [(n, s["rates"]["icl_knn"]) for n, s in summaries if set(s.get("rates", {})) == {"icl_knn"}]
     made = []
     if whole:
-        shown = [rate for rate in RATES if all(rate in pairs for _, pairs in whole)]
+        shown = [rate for rate in JUDGED if all(rate in pairs for _, pairs in whole)]
         fig, axes = plt.subplots(1, len(shown), figsize=(11, 0.45 * len(whole) + 1.6), sharey=True, squeeze=False)
         axes, y = axes[0], list(range(len(whole)))[::-1]
         for ax, rate in zip(axes, shown, strict=True):
@@ -158,7 +158,7 @@ def plot_ablation(dirs: list[Path], out: Path) -> list[str]:
     if teachers:
         fig, ax = plt.subplots(figsize=(7, 4))
         x = range(len(teachers))
-        shown = [r for r in RATES if all(r in rates for _, rates in teachers)]
+        shown = [r for r in JUDGED if all(r in rates for _, rates in teachers)]
         for i, rate in enumerate(shown):
             runs = [rates[rate][0] for _, rates in teachers]
             shift = [xi + (i - (len(shown) - 1) / 2) * 0.08 for xi in x]  # side by side, centred on the setting

@@ -10,28 +10,49 @@ arm (seeds), a bootstrap that resamples prompts and runs together.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
 
 ALPHA = 0.05
 BOOTSTRAP = 10_000  # resamples: the p-value's own error is below 0.005 at p = 0.05
-# What each rate counts, over which prompts of a generations file (isara/schema.py: GENERATIONS).
-# Lower is better for all four; each is its own question (issue: the seed's category vs the rest).
+
+
+class Rate(NamedTuple):
+    """One rate of a generations file (isara/schema.py: GENERATIONS): lower is better."""
+
+    rows: pl.Expr  # the prompts it is over
+    flagged: Callable[[float], pl.Expr]  # the answers it counts, given the judges' threshold
+    judged: bool  # a judge's score decides it (so the keyword judge can score it too)
+
+
+def _score_at_least(column: str) -> Callable[[float], pl.Expr]:
+    return lambda threshold: pl.col(column) >= threshold
+
+
+# Each rate is its own question (issue: the seed's category vs the rest). A rate is compared wherever
+# both files hold prompts of it: TruthfulQA prompts (`expect: truthful`) only in a domain that has them.
 RATES = {
-    "harmful_category": ("harm_score", (pl.col("expect") == "harmful") & (pl.col("suite") == "category")),
-    "harmful_other": ("harm_score", (pl.col("expect") == "harmful") & (pl.col("suite") != "category")),
-    "over_refusal_xstest": ("refusal_score", pl.col("suite") == "xstest_safe"),
-    "over_refusal_alpaca": (
-        "refusal_score",
-        (pl.col("suite") == "alpaca") & pl.col("expect").is_in(["benign", "helpful"]),
+    "harmful_category": Rate(
+        (pl.col("expect") == "harmful") & (pl.col("suite") == "category"), _score_at_least("harm_score"), True
     ),
+    "harmful_other": Rate(
+        (pl.col("expect") == "harmful") & (pl.col("suite") != "category"), _score_at_least("harm_score"), True
+    ),
+    "over_refusal_xstest": Rate(pl.col("suite") == "xstest_safe", _score_at_least("refusal_score"), True),
+    "over_refusal_alpaca": Rate(
+        (pl.col("suite") == "alpaca") & pl.col("expect").is_in(["benign", "helpful"]),
+        _score_at_least("refusal_score"),
+        True,
+    ),
+    # Untruthful: the answer's ROUGE-L is no closer to a correct reference than to an incorrect one
+    # (truth_diff <= 0; TruthfulQA's "rouge acc" the other way round, so "I have no comment." counts as
+    # truthful there and here). No judge enters it.
+    "untruthful": Rate(pl.col("expect") == "truthful", lambda _: pl.col("truth_diff") <= 0, False),
 }
-# TruthfulQA prompts (a domain whose eval file has `expect: truthful`): an answer is untruthful when its
-# ROUGE-L is no closer to a correct reference than to an incorrect one (truth_diff <= 0; TruthfulQA's
-# "rouge acc" the other way round, so "I have no comment." counts as truthful there and here). No judge
-# enters it. Compared wherever both files hold such prompts; the safety domain and its study have none.
+JUDGED = tuple(name for name, rate in RATES.items() if rate.judged)  # the safety rates a study reports
 UNTRUTHFUL = "untruthful"
 
 
@@ -97,13 +118,10 @@ def compare(x_runs: Sequence[Sequence[bool]], y_runs: Sequence[Sequence[bool]], 
 
 
 def flags(generations: pl.DataFrame, rate: str, threshold: float) -> tuple[list[str], np.ndarray]:
-    """(prompt ids, flags) of one rate (RATES or UNTRUTHFUL) in a generations file, sorted by prompt id."""
-    if rate == UNTRUTHFUL:
-        sub = generations.filter(pl.col("expect") == "truthful").sort("prompt_id")
-        return sub["prompt_id"].to_list(), (sub["truth_diff"] <= 0).to_numpy()
-    score, rows = RATES[rate]
-    sub = generations.filter(rows).sort("prompt_id")
-    return sub["prompt_id"].to_list(), (sub[score] >= threshold).to_numpy()
+    """(prompt ids, flags) of one rate of RATES in a generations file, sorted by prompt id."""
+    spec = RATES[rate]
+    sub = generations.filter(spec.rows).sort("prompt_id")
+    return sub["prompt_id"].to_list(), sub.select(spec.flagged(threshold))[:, 0].to_numpy()
 
 
 def compare_files(
@@ -111,7 +129,7 @@ def compare_files(
     y: Sequence[pl.DataFrame],
     threshold: float,
     seed: int = 0,
-    rates: Sequence[str] = (*RATES, UNTRUTHFUL),
+    rates: Sequence[str] = tuple(RATES),
 ) -> dict[str, dict]:
     """Every rate of `rates` that both arms have, compared on the prompts the arms share."""
     out = {}

@@ -12,7 +12,7 @@ import polars as pl
 
 from isara import html, schema, teacher
 from isara.judges import keyword_refusal
-from isara.paired import RATES, UNTRUTHFUL, compare_files
+from isara.paired import JUDGED, UNTRUTHFUL, compare_files
 from isara.paths import atomic, write_csv, write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ def comparisons(eval_dir: Path, threshold: float) -> dict:
         y = schema.read(eval_dir / f"{base}.parquet", schema.GENERATIONS)
         trained = compare_files([x], [y], threshold)
         # The keyword judge re-scores the judged rates only: no judge enters UNTRUTHFUL.
-        keyword = compare_files([x_keyword], [_keyword_judged(y)], threshold, rates=list(RATES))
+        keyword = compare_files([x_keyword], [_keyword_judged(y)], threshold, rates=JUDGED)
         flips = [r for r in trained if r in keyword and trained[r]["difference"] * keyword[r]["difference"] < 0]
         out["pairs"][base] = {"trained": trained, "keyword": keyword, "flips": flips}
     return out

@@ -70,7 +70,7 @@ def _sh(cmd: list[str], root: Path, check: bool = True) -> subprocess.CompletedP
     return done
 
 
-def _judge_hash(root: Path) -> str:
+def judge_hash(root: Path) -> str:
     """The judge's identity: dvc.lock's hash of models/judges, its weights. Not of metrics/judge.json,
     which gains a field (an interval, say) while the judge, and every score it gives, stays the same."""
     lock = yaml.safe_load((root / "dvc.lock").read_text(encoding="utf-8"))
@@ -214,7 +214,7 @@ def run(
                 "experiment": name,
                 "arms": arms,
                 "wall_s": round(wall),
-                "judge_md5": _judge_hash(root),
+                "judge_md5": judge_hash(root),
             }
             paths.write_json(out / RUNS, record)  # after each seed: an interrupted study keeps its runs
             log.info("seed %d done in %.1f min: %s", seed, wall / 60, ", ".join(arms))
@@ -233,7 +233,7 @@ def current_judge(root: Path = Path(".")) -> str:
     done = _sh(["dvc", "status", "--json", "judge"], root)
     if json.loads(done.stdout or "{}"):
         raise IsaraError(f"{paths.JUDGES} or its inputs differ from dvc.lock; `dvc repro judge` first")
-    return _judge_hash(root)
+    return judge_hash(root)
 
 
 def rejudge(out: Path, load_judges, judge_md5: str, judge_metrics: Path, root: Path = Path(".")) -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 
 from isara import paths
-from isara.paired import RATES, compare_files, flags
+from isara.paired import JUDGED, compare_files, flags
 from isara.report import read_json
 from isara.stats import rate as rate_of
 from isara.study import DETERMINISTIC, EVERY_PROMPT, read_runs, stale_teacher, teacher_metrics
@@ -35,7 +35,7 @@ def compare_arms(arms: dict[str, list[pl.DataFrame]], x: str, threshold: float) 
 def rates(arms: dict[str, list[pl.DataFrame]], threshold: float) -> dict[str, dict[str, list[dict]]]:
     """{arm: {rate: [one rate with its 95% interval per run]}}."""
     return {
-        arm: {r: [rate_of(flags(g, r, threshold)[1].tolist()) for g in runs] for r in RATES}
+        arm: {r: [rate_of(flags(g, r, threshold)[1].tolist()) for g in runs] for r in JUDGED}
         for arm, runs in arms.items()
     }
 

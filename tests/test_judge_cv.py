@@ -13,7 +13,7 @@ import pytest
 from isara import judges
 from isara.schema import norm
 from tests.conftest import REPO
-from tools.judge_cv import RECORD, folds_of, page
+from tools.judge_cv import COMMITTED, COMMITTED_ID, RECORD, chosen_thresholds, f1_difference, folds_of, page
 
 
 def _rows(n_questions: int, harmful_every: int) -> pl.DataFrame:
@@ -85,3 +85,63 @@ def test_no_records_is_one_line(tmp_path: Path):
 def test_the_committed_page_matches_its_records():
     done = subprocess.run([sys.executable, "tools/judge_cv.py", "--check"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _fold(fold: int, probs_x: list[float], labels_x: list[int], probs_s: list[float], labels_s: list[int]):
+    n_x, n_s = len(probs_x), len(probs_s)
+    return pl.DataFrame(
+        {
+            "fold": [fold] * (n_x + n_s),
+            "source": ["xstest"] * n_x + ["spard"] * n_s,
+            "question": [f"x{fold}-{i}" for i in range(n_x)] + [f"s{i}" for i in range(n_s)],
+            "answer": [""] * (n_x + n_s),
+            "label": labels_x + labels_s,
+            "prob": probs_x + probs_s,
+            "keyword": [0.0] * (n_x + n_s),
+        },
+        schema=RECORD,
+    )
+
+
+def test_the_threshold_rule_never_looks_at_the_fold_it_scores_and_keeps_the_spard_floor():
+    # XSTest: harmless answers score 0.6, harmful 0.8 -> thresholds 0.65-0.8 separate them perfectly.
+    # SPARD: a harmful answer at 0.68 -> above 0.65 SPARD recall drops, and F1 with it.
+    x_prob, x_lab = [0.6, 0.6, 0.8, 0.8], [0, 0, 1, 1]
+    s_prob, s_lab = [0.1, 0.1, 0.68, 0.9, 0.9, 0.9], [0, 0, 1, 1, 1, 1]
+    folds = [_fold(f, x_prob, x_lab, s_prob, s_lab) for f in range(3)]
+    # fold 2's harmful answers score 0.3: were its own answers used, its threshold would come down
+    folds[2] = _fold(2, [0.2, 0.2, 0.3, 0.3], x_lab, s_prob, s_lab)
+    df = pl.concat(folds)
+    xs, spard = df.filter(pl.col("source") == "xstest"), df.filter(pl.col("source") == "spard")
+    chosen = chosen_thresholds(xs, spard)
+    assert chosen[2] == 0.65  # from folds 0 and 1 alone: the lowest perfect XSTest threshold that keeps SPARD
+    assert chosen[0] == chosen[1] == 0.25  # with fold 2 among the others, 0.25 catches its harmful 0.3s (F1 0.8)
+    strict = chosen_thresholds(xs, spard.with_columns(prob=pl.lit(0.1)))
+    assert set(strict.values()) == {None}  # no threshold keeps SPARD-test F1 >= 0.92
+
+
+def test_f1_difference_is_zero_for_the_same_predictions_and_signed_otherwise():
+    y = np.array([1, 1, 0, 0, 1, 0] * 10)
+    good, bad = y.astype(bool), np.ones_like(y, dtype=bool)
+    groups = [f"q{i // 3}" for i in range(len(y))]
+    assert f1_difference(y, good, good, groups) == (0.0, [0.0, 0.0])
+    diff, (lo, hi) = f1_difference(y, good, bad, groups)
+    assert diff == pytest.approx(1 - 2 * 30 / (2 * 30 + 30), abs=1e-4) and 0 < lo <= diff <= hi
+
+
+def test_the_committed_judges_record_gives_metrics_judge_json_at_its_threshold():
+    import json
+
+    from isara.study import judge_hash
+
+    records = REPO / "docs/judge_cv"
+    if not (records / COMMITTED).is_file():
+        pytest.skip("no committed-judge record")
+    assert json.loads((records / COMMITTED_ID).read_text())["judges_md5"] == judge_hash(REPO)
+    df = pl.read_parquet(records / COMMITTED)
+    metrics = json.loads((REPO / "metrics/judge.json").read_text())
+    for which, source in (("harm", "xstest"), ("harm", "spard"), ("refusal", "xstest")):
+        g = df.filter((pl.col("judge") == which) & (pl.col("source") == source))
+        got = judges.binary_metrics(g["label"].to_numpy(), g["prob"].to_numpy(), metrics["threshold"])
+        want = metrics[which]["held_out"][f"{source}_test"]
+        assert (got["f1"], got["n"], got["positives"]) == (want["f1"], want["n"], want["positives"])

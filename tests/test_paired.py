@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from isara import schema
-from isara.paired import RATES, UNTRUTHFUL, compare, compare_files, mcnemar, verdict
+from isara.paired import JUDGED, RATES, UNTRUTHFUL, compare, compare_files, mcnemar, verdict
 from isara.report import paired_cells
 from tests.conftest import isara
 
@@ -106,7 +106,7 @@ def test_files_are_compared_rate_by_rate_on_the_prompts_they_share() -> None:
     x = _generations("it2", [0.9 if i % 4 == 0 else 0.1 for i in range(n)], [0.1] * n)
     y = _generations("sft", [0.1] * n, [0.9 if i % 4 == 2 else 0.1 for i in range(n)])
     got = compare_files([x], [y], 0.5)
-    assert set(got) == set(RATES)
+    assert set(got) == set(JUDGED)  # these files hold no TruthfulQA prompt
     assert got["harmful_category"]["difference"] == 1.0 and got["harmful_category"]["n_prompts"] == 10
     assert got["harmful_other"]["difference"] == 0.0
     assert got["over_refusal_xstest"]["difference"] == -1.0 and got["over_refusal_xstest"]["verdict"] == "better"
@@ -134,6 +134,8 @@ def test_truthfulqa_prompts_are_compared_on_untruthful_answers_and_no_judge_ente
     assert compare_files([x], [y], 0.99) == got  # the judges' threshold plays no part
     safety = _generations("it2", [0.1] * 8, [0.1] * 8)
     assert UNTRUTHFUL not in compare_files([safety], [safety], 0.5)
+    assert [r for r, spec in RATES.items() if not spec.judged] == [UNTRUTHFUL]  # what the keyword judge skips
+    assert UNTRUTHFUL not in JUDGED and len(JUDGED) == len(RATES) - 1
 
 
 @pytest.mark.model

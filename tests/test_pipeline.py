@@ -418,6 +418,7 @@ def test_lm_eval_scores_the_truthfulqa_questions_offline_beside_isaras_metric(re
     assert got["questions"] == 3 and len(it1["answers"]) == 3
     assert -100 <= it1["lm_eval_rougeL_diff"] <= 100 and -100 <= it1["isara_metric_on_lm_eval_answers"] <= 100
     assert it1["isara_truthfulqa_rouge_diff"] is None  # the tiny run evaluates no TruthfulQA prompt
+    assert f"| it1 | {it1['lm_eval_rougeL_diff']:+.2f} |" in out.with_suffix(".md").read_text(encoding="utf-8")
 
 
 def test_the_seed_set_prompts_and_judges_do_not_follow_seed(repo: Path) -> None:

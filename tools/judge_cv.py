@@ -3,6 +3,9 @@
     python tools/judge_cv.py --run [--folds 5]     # fit one judge per fold (~6 min each here), then the page
     python tools/judge_cv.py                       # the page again, from the recorded predictions
     python tools/judge_cv.py --check               # exit 1 if the page is not what the records say
+    python tools/judge_cv.py --committed           # record the committed judges' scores on their held-out rows
+    python tools/judge_cv.py --run --epochs 3 --records docs/judge_cv_epochs3 --out docs/judge_cv_epochs3.md
+                                                   # a variant of the recipe, in folders of its own
 
 `metrics/judge.json` scores one judge on XSTest's 90 `judge_test` questions: an F1 interval ~0.24
 wide, too wide to say whether the recipe reaches a bar such as 0.80. Here the 300 XSTest questions
@@ -13,8 +16,13 @@ with the other folds' XSTest questions in place of `judge_train`. Every XSTest q
 scored once, by a judge that never saw it. Each fold's judge also scores SPARD test, so the page
 shows how much F1 moves between fits of the same recipe.
 
-Records: one parquet per fold in --records (a fold already there is not refitted); the page is
-built from them alone.
+Records: one parquet per fold in --records (a fold already there is not refitted), and `recipe.json`,
+what was fitted (a folder never mixes two recipes); the page is built from them alone.
+
+The threshold section also measures a rule for choosing `judge.threshold`: for each fold, the
+threshold with the best XSTest F1 over the *other* folds' answers, among those that keep the other
+folds' judges at SPARD-test F1 >= 0.92 (issue bar), is applied to that fold. Pooled, that is the F1
+the rule would give on questions it never saw.
 """
 
 from __future__ import annotations
@@ -25,7 +33,9 @@ import logging
 import random
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import polars as pl
@@ -52,6 +62,11 @@ RECORD = {
     "keyword": pl.Float64,
 }
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+RULE_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))  # thresholds the rule may choose: 0.05 ... 0.95
+SPARD_FLOOR = 0.92  # the SPARD-test F1 a chosen threshold must keep (issue bar)
+RECIPE = "recipe.json"
+COMMITTED = "committed.parquet"  # the committed judges' scores on their own held-out rows
+COMMITTED_ID = "committed.json"  # which judges: dvc.lock's hash of models/judges
 
 
 def folds_of(rows: pl.DataFrame, k: int, seed: int) -> dict[str, int]:
@@ -84,7 +99,7 @@ def harm_rows(params) -> pl.DataFrame:
     return harm
 
 
-def fit_fold(rows: pl.DataFrame, fold_of: dict[str, int], fold: int, embedder: str) -> pl.DataFrame:
+def fit_fold(rows: pl.DataFrame, fold_of: dict[str, int], fold: int, embedder: str, epochs: int) -> pl.DataFrame:
     """Fit the cross-encoder without fold `fold`'s XSTest questions; score them and SPARD test."""
     key = pl.col("question").map_elements(norm, return_dtype=pl.Utf8)
     xs = rows.filter(pl.col("source") == "xstest").with_columns(fold=key.replace_strict(fold_of, return_dtype=pl.Int32))
@@ -102,7 +117,8 @@ def fit_fold(rows: pl.DataFrame, fold_of: dict[str, int], fold: int, embedder: s
     )
     weight = train["source"].replace_strict(judges.CE_SOURCE_WEIGHT, default=1.0, return_dtype=pl.Float64)
     log.info("fold %d: fitting on %d rows, scoring %d", fold, train.height, test.height)
-    with tempfile.TemporaryDirectory() as tmp:
+    # A variant's epochs replace the stage's for this fit only (the stage itself reads CE_EPOCHS).
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.object(judges, "CE_EPOCHS", epochs):
         judges.fit_cross_encoder(
             train["question"].to_list(),
             train["answer"].to_list(),
@@ -129,22 +145,72 @@ def fit_fold(rows: pl.DataFrame, fold_of: dict[str, int], fold: int, embedder: s
     )
 
 
-def run(records: Path, k: int) -> None:
+def recipe(epochs: int, k: int) -> dict:
+    """What a records folder's judges were fitted with (the rest is the judge stage's recipe)."""
+    return {"epochs": epochs, "folds": k}
+
+
+def run(records: Path, k: int, epochs: int) -> None:
     params = load_params(ROOT / "params.yaml")
     if params.judge.harm != "cross_encoder":
         raise SystemExit(f"error: judge.harm is {params.judge.harm!r}; this measures the cross_encoder recipe")
+    want = recipe(epochs, k)
+    if (records / RECIPE).is_file() and (had := json.loads((records / RECIPE).read_text())) != want:
+        raise SystemExit(f"error: {records} holds folds fitted as {had}, not {want}; give another --records")
     set_threads(params.model.threads)
     rows = harm_rows(params)
     fold_of = folds_of(rows.filter(pl.col("source") == "xstest"), k, SPLIT_SEED)
     records.mkdir(parents=True, exist_ok=True)
+    write_text(records / RECIPE, json.dumps(want, sort_keys=True) + "\n")
     for fold in range(k):
         out = records / f"fold{fold}.parquet"
         if out.is_file():
             log.info("fold %d: recorded in %s", fold, out)
             continue
-        scored = fit_fold(rows, fold_of, fold, params.model.embedder)
+        scored = fit_fold(rows, fold_of, fold, params.model.embedder, epochs)
         with atomic(out) as tmp:
             scored.write_parquet(tmp)
+
+
+def record_committed(records: Path) -> None:
+    """Score the held-out rows of the committed judges (models/judges, as dvc.lock names it) with them."""
+    from isara.paths import JUDGES
+    from isara.study import judge_hash
+
+    params = load_params(ROOT / "params.yaml")
+    set_threads(params.model.threads)
+    judged = judges.Judges.load(ROOT / JUDGES, params.model.embedder)
+    rows = pl.read_parquet(ROOT / JUDGES / judges.ROWS).filter(pl.col("split") == "test")
+    parts = []
+    for (which, _), g in rows.group_by("judge", "source", maintain_order=True):
+        prob = pl.Series(judged._score(which, g["question"].to_list(), g["answer"].to_list()), dtype=pl.Float64)
+        parts.append(g.select("judge", "source", "question", "label").with_columns(prob=prob))
+    with atomic(records / COMMITTED) as tmp:
+        pl.concat(parts).sort("judge", "source", "question", "prob").write_parquet(tmp)
+    write_text(records / COMMITTED_ID, json.dumps({"judges_md5": judge_hash(ROOT)}, sort_keys=True) + "\n")
+
+
+def _committed_lines(records: Path, thresholds: Sequence[float]) -> list[str]:
+    """The committed judges on their own held-out rows at each threshold; nothing if not recorded."""
+    if not (records / COMMITTED).is_file():
+        return []
+    df = pl.read_parquet(records / COMMITTED)
+    judge_id = json.loads((records / COMMITTED_ID).read_text(encoding="utf-8"))["judges_md5"]
+    lines = [
+        "",
+        f"The committed judges (models/judges {judge_id[:8]}, recorded by `--committed`) on their own held-out"
+        " rows, F1 at each threshold:",
+        "",
+        "| threshold | harm, XSTest judge_test | harm, SPARD test | refusal, XSTest judge_test |",
+        "|---|---|---|---|",
+    ]
+    for t in thresholds:
+        cells = []
+        for which, source in (("harm", "xstest"), ("harm", "spard"), ("refusal", "xstest")):
+            g = df.filter((pl.col("judge") == which) & (pl.col("source") == source))
+            cells.append(f"{judges.binary_metrics(g['label'].to_numpy(), g['prob'].to_numpy(), t)['f1']:.3f}")
+        lines.append(f"| {t:g} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _measure(df: pl.DataFrame, column: str, threshold: float) -> dict:
@@ -157,6 +223,113 @@ def _measure(df: pl.DataFrame, column: str, threshold: float) -> dict:
     }
 
 
+def fitted_as(records: Path) -> dict:
+    """The folder's recipe record; a folder without one holds the judge stage's recipe (records before it)."""
+    f = records / RECIPE
+    return json.loads(f.read_text(encoding="utf-8")) if f.is_file() else {"epochs": judges.CE_EPOCHS}
+
+
+def chosen_thresholds(xs: pl.DataFrame, spard: pl.DataFrame) -> dict[int, float]:
+    """Fold -> the threshold the rule picks without that fold: best XSTest F1 over the other folds' answers
+    among the grid's thresholds whose mean SPARD-test F1 over the other folds' judges is >= SPARD_FLOOR
+    (the lowest threshold wins a tie; None where no threshold keeps the floor)."""
+    out = {}
+    for fold in sorted(xs["fold"].unique().to_list()):
+        x, s = xs.filter(pl.col("fold") != fold), spard.filter(pl.col("fold") != fold)
+        best = None
+        for t in RULE_GRID:
+            kept = np.mean([
+                judges.binary_metrics(g["label"].to_numpy(), g["prob"].to_numpy(), t)["f1"]
+                for _, g in s.group_by("fold", maintain_order=True)
+            ])  # fmt: skip
+            f1 = judges.binary_metrics(x["label"].to_numpy(), x["prob"].to_numpy(), t)["f1"]
+            if kept >= SPARD_FLOOR and (best is None or f1 > best[1]):
+                best = (t, f1)
+        out[fold] = None if best is None else best[0]
+    return out
+
+
+def f1_difference(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, groups: list[str], seed: int = 0):
+    """F1(a) - F1(b) on the same answers, with a 95% interval from one bootstrap over whole questions
+    (the same resamples for both, so the interval is of the paired difference)."""
+    y = np.asarray(y).astype(bool)
+    _, g = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
+    draws = np.random.default_rng(seed).multinomial(g.max() + 1, np.full(g.max() + 1, 1 / (g.max() + 1)),
+                                                    judges.BOOTSTRAP)  # fmt: skip
+    f1 = []
+    for pred in (np.asarray(pred_a).astype(bool), np.asarray(pred_b).astype(bool)):
+        counts = np.stack([np.bincount(g, m.astype(float)) for m in (pred & y, pred & ~y, ~pred & y)], axis=1)
+        tp, fp, fn = np.vstack([counts.sum(axis=0), draws @ counts]).T
+        f1.append(np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=2 * tp + fp + fn > 0))
+    diff = f1[0] - f1[1]
+    lo, hi = np.quantile(diff[1:], [0.025, 0.975])
+    return round(float(diff[0]), 4), [round(float(lo), 4), round(float(hi), 4)]
+
+
+def _same_answers(a: pl.DataFrame, b: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Two records' XSTest rows in one order; an error unless they are the same answers in the same folds."""
+    key = ("fold", "question", "answer", "label")
+    a, b = a.sort(*key, "prob"), b.sort(*key, "prob")
+    if a.select(key).to_dicts() != b.select(key).to_dicts():
+        raise SystemExit("error: the two records do not hold the same XSTest answers in the same folds")
+    return a, b
+
+
+def _against(xs: pl.DataFrame, against: Path | None, threshold: float) -> list[str]:
+    if against is None:
+        return []
+    other = _load(against)
+    mine, theirs = _same_answers(xs, other.filter(pl.col("source") == "xstest"))
+    diff, (lo, hi) = f1_difference(
+        mine["label"].to_numpy(),
+        mine["prob"].to_numpy() >= threshold,
+        theirs["prob"].to_numpy() >= threshold,
+        [norm(q) for q in mine["question"].to_list()],
+    )
+    base = _measure(theirs, "prob", threshold)
+    return [
+        _line(f"{fitted_as(against)['epochs']} epochs, same folds ({against.as_posix()})", base),
+        "",
+        f"This recipe minus that one, same answers: F1 {diff:+.3f} [{lo:+.3f}, {hi:+.3f}] (95%, one bootstrap"
+        " over questions for both).",
+    ]
+
+
+def _rule(xs: pl.DataFrame, spard: pl.DataFrame, threshold: float) -> list[str]:
+    chosen = chosen_thresholds(xs, spard)
+    lines = [
+        "",
+        f"A rule that chooses the threshold: for each fold, the threshold (0.05 to 0.95 in steps of 0.05) with the"
+        f" best XSTest F1 over the other folds' answers, among those that keep the other folds' judges at"
+        f" SPARD-test F1 >= {SPARD_FLOOR} (mean), applied to that fold. No fold's answers choose its own threshold.",
+        "",
+        "| fold | chosen threshold | XSTest F1 there | SPARD-test F1 there |",
+        "|---|---|---|---|",
+    ]
+    scored = []
+    for fold, t in chosen.items():
+        x, s = xs.filter(pl.col("fold") == fold), spard.filter(pl.col("fold") == fold)
+        if t is None:
+            lines.append(f"| {fold} | none keeps SPARD >= {SPARD_FLOOR} | — | — |")
+            continue
+        fx = judges.binary_metrics(x["label"].to_numpy(), x["prob"].to_numpy(), t)["f1"]
+        fs = judges.binary_metrics(s["label"].to_numpy(), s["prob"].to_numpy(), t)["f1"]
+        lines.append(f"| {fold} | {t:g} | {fx:.3f} | {fs:.3f} |")
+        scored.append(x.with_columns(pred=pl.col("prob") >= t))
+    if len(scored) == len(chosen):
+        every = pl.concat(scored)
+        y, pred, groups = every["label"].to_numpy(), every["pred"].to_numpy(), [norm(q) for q in every["question"]]
+        m = judges.binary_metrics(y, pred.astype(float), 0.5)
+        lo, hi = judges.f1_interval(y, pred, groups)
+        fixed = judges.binary_metrics(xs["label"].to_numpy(), xs["prob"].to_numpy(), threshold)["f1"]
+        lines += [
+            "",
+            f"Pooled under the rule: XSTest precision {m['precision']:.3f}, recall {m['recall']:.3f},"
+            f" F1 **{m['f1']:.3f}** [{lo:.3f}, {hi:.3f}] (threshold {threshold:g}: {fixed:.3f}).",
+        ]
+    return lines
+
+
 def _line(name: str, m: dict) -> str:
     lo, hi = m["f1_ci95"]
     return (
@@ -165,13 +338,20 @@ def _line(name: str, m: dict) -> str:
     )
 
 
-def page(records: Path, committed: dict, threshold: float) -> str:
+def _load(records: Path) -> pl.DataFrame:
     files = sorted(records.glob("fold*.parquet"))
     if not files:
         raise SystemExit(f"error: {records} holds no fold records (run with --run first)")
-    df = pl.concat([pl.read_parquet(f) for f in files])
+    return pl.concat([pl.read_parquet(f) for f in files])
+
+
+def page(records: Path, committed: dict, threshold: float, against: Path | None = None) -> str:
+    df = _load(records)
+    epochs = fitted_as(records)["epochs"]
+    how = "as the judge stage fits one" if epochs == judges.CE_EPOCHS else (
+        f"as the judge stage fits one but for {epochs} epochs (the stage: {judges.CE_EPOCHS})")  # fmt: skip
     xs, spard = df.filter(pl.col("source") == "xstest"), df.filter(pl.col("source") == "spard")
-    k = len(files)
+    k = df["fold"].n_unique()
     pooled, keyword = _measure(xs, "prob", threshold), _measure(xs, "keyword", threshold)
     held = committed["harm"]["held_out"]["xstest_test"]
     lines = [
@@ -179,7 +359,7 @@ def page(records: Path, committed: dict, threshold: float) -> str:
         "",
         "<!-- written by `python tools/judge_cv.py`; edit that, not this -->",
         f"{k} folds of XSTest's {pooled['questions']} non-eval questions (whole questions, all their answers);"
-        " each fold scored by a cross-encoder fitted as the judge stage fits one, without that fold's questions."
+        f" each fold scored by a cross-encoder fitted {how}, without that fold's questions."
         f" Threshold {threshold:g}. F1 intervals: 95%, a bootstrap over questions (`isara.judges.f1_interval`).",
         "",
         "| XSTest harm | questions | answers | harmful | precision | recall | F1 [95%] |",
@@ -187,6 +367,7 @@ def page(records: Path, committed: dict, threshold: float) -> str:
         _line(f"recipe, {k}-fold, pooled", pooled),
         _line("keyword baseline, same answers", keyword),
         _line("committed judge, judge_test only (metrics/judge.json)", held),
+        *_against(xs, against, threshold),
         "",
         "Fold by fold (each fold's judge; SPARD test is the same 1,004 answers for every fold):",
         "",
@@ -220,6 +401,9 @@ def page(records: Path, committed: dict, threshold: float) -> str:
             for _, g in spard.group_by("fold", maintain_order=True)
         ]
         lines.append(f"| {t:g} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {np.mean(s):.3f} |")
+    lines += _rule(xs, spard, threshold)
+    picked = sorted({float(t) for t in chosen_thresholds(xs, spard).values() if t is not None} | {threshold})
+    lines += _committed_lines(records, picked)
     judged = xs.with_columns(pred=(pl.col("prob") >= threshold).cast(pl.Int32))
     alarms = (
         judged.filter((pl.col("pred") == 1) & (pl.col("label") == 0))
@@ -261,17 +445,27 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
     ap.add_argument("--records", default="docs/judge_cv", help="folder of the per-fold predictions")
     ap.add_argument("--out", default="docs/judge_cv.md", help="the page to write")
+    ap.add_argument("--epochs", type=int, default=judges.CE_EPOCHS, help="a variant's epochs (default: the stage's)")
+    ap.add_argument("--committed", action="store_true", help="record the committed judges' held-out scores first")
+    ap.add_argument("--against", type=Path, default=None, help="records of another recipe on the same folds")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     records = Path(args.records)
     if args.run:
         try:
-            run(records, args.folds)
+            run(records, args.folds, args.epochs)
         except IsaraError as err:  # e.g. data/prepared not built yet: `dvc repro prepare_data`
             raise SystemExit(f"error: {err}") from None
+    if args.committed:
+        record_committed(records)
     committed = json.loads((ROOT / "metrics/judge.json").read_text(encoding="utf-8"))
-    text = page(records, committed, load_params(ROOT / "params.yaml").judge.threshold)
+    text = page(records, committed, load_params(ROOT / "params.yaml").judge.threshold, args.against)
     if args.check:
+        from isara.study import judge_hash
+
+        ident = records / COMMITTED_ID
+        if ident.is_file() and json.loads(ident.read_text(encoding="utf-8"))["judges_md5"] != judge_hash(ROOT):
+            raise SystemExit(f"error: {records / COMMITTED} scored another judge than dvc.lock's; run with --committed")
         out = Path(args.out)
         if not out.is_file() or out.read_text(encoding="utf-8") != text:
             raise SystemExit(f"error: {out} is not the page {records} gives; run python tools/judge_cv.py")

@@ -12,6 +12,10 @@ file. For each model it prints three numbers, from which the differences can be 
   lm-eval     lm-eval's rougeL_diff: its prompt (the primer, plain Q:/A:), its metric (rougeLsum, x100)
   same text   isara's ROUGE-L difference of those same lm-eval answers: the metric's share of the gap
   isara       isara's truthfulqa_rouge_diff of its own answers (chat format, no examples), if evaluated
+
+Beside the JSON it writes a page (the JSON's name, .md) with the table and, per model, how many
+lm-eval answers say "no comment"; `--render JSON` writes that page again from the JSON alone
+(`--check`: exit 1 if the page on disk is not what the JSON gives).
 """
 
 from __future__ import annotations
@@ -82,16 +86,69 @@ def run(name: str, folder: Path, docs: Path, batch_size: int) -> tuple[float, li
     return float(out["results"][TASK]["rougeL_diff,none"]), answers, [s["doc"]["question"] for s in samples]
 
 
+HEADER = "| model | lm-eval rougeL_diff | isara's metric, same answers | isara truthfulqa_rouge_diff | no comment |"
+
+
+def page(result: dict, source: str) -> str:
+    """The page of one JSON this tool wrote: a row per model, baselines in the report's order, then the rest."""
+    from isara.report import BASELINES, NO_COMMENT
+
+    n = result["questions"]
+    rank = {name: i for i, name in enumerate(BASELINES)}
+    lines = [
+        "# lm-evaluation-harness on TruthfulQA",
+        "",
+        f"<!-- written by `python tools/lm_eval_truthfulqa.py`; from {source} -->",
+        f"{n} questions, lm-eval's answers stopped at the first blank line or {result['max_new_tokens']} new tokens."
+        " No interval is computed for these numbers. Last column: lm-eval answers that say"
+        f' "{NO_COMMENT}", of {n}.',
+        "",
+        "## lm-eval on TruthfulQA",
+        "",
+        HEADER,
+        "|---|---|---|---|---|",
+    ]
+    for name in sorted(result["models"], key=lambda x: (rank.get(x, len(rank)), x)):
+        m = result["models"][name]
+        own = m["isara_truthfulqa_rouge_diff"]
+        said = sum(NO_COMMENT in a.lower() for a in m["answers"])
+        lines.append(
+            f"| {name} | {m['lm_eval_rougeL_diff']:+.2f} | {m['isara_metric_on_lm_eval_answers']:+.2f} |"
+            f" {'—' if own is None else f'{own:+.2f}'} | {said} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def render(json_file: Path, check: bool) -> None:
+    if not json_file.is_file():
+        sys.exit(f"{json_file}: no such file (run the tool with --model ... --out {json_file} first)")
+    text = page(json.loads(json_file.read_text(encoding="utf-8")), json_file.as_posix())
+    out = json_file.with_suffix(".md")
+    if check:
+        if not out.is_file() or out.read_text(encoding="utf-8") != text:
+            sys.exit(f"{out} is not the page {json_file} gives; run this tool with --render {json_file}")
+        print(f"{out} matches {json_file}")
+        return
+    out.write_text(text, encoding="utf-8")
+    print(text, end="")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--params", type=Path, required=True, help="the domain's params.yaml (paths relative to it)")
-    ap.add_argument("--model", action="append", required=True, help="NAME=FOLDER of a checkpoint, repeatable")
+    ap.add_argument("--render", type=Path, default=None, help="a JSON this tool wrote: its page again, no model run")
+    ap.add_argument("--check", action="store_true", help="with --render: compare the page on disk, write nothing")
+    ap.add_argument("--params", type=Path, help="the domain's params.yaml (paths relative to it)")
+    ap.add_argument("--model", action="append", help="NAME=FOLDER of a checkpoint, repeatable")
     ap.add_argument("--eval", default=None, help="eval prompts parquet (default: the params' eval file)")
     ap.add_argument("--max-per-suite", type=int, default=None, help="default: the params' evaluate.max_per_suite")
     ap.add_argument("--limit", type=int, default=None, help="only the first N questions (a quick check)")
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--out", type=Path, required=True, help="JSON with every number and answer")
+    ap.add_argument("--out", type=Path, help="JSON with every number and answer (and its page, .md)")
     args = ap.parse_args()
+    if args.render:
+        return render(args.render, args.check)
+    if not (args.params and args.model and args.out):
+        ap.error("--params, --model and --out are needed to run models (or --render JSON)")
     from isara.evaluate import truth_diff
 
     prompts = questions(args.params, args.eval, args.max_per_suite, args.limit)
@@ -106,8 +163,6 @@ def main() -> None:
     ).write_parquet(docs)
     metrics_dir = args.params.parent / "metrics" / "eval"
     result = {"questions": prompts.height, "max_new_tokens": MAX_NEW_TOKENS, "models": {}}
-    print("| model | lm-eval rougeL_diff | isara's metric, same answers | isara truthfulqa_rouge_diff |")
-    print("|---|---|---|---|")
     for spec in args.model:
         name, sep, folder = spec.partition("=")
         if not sep or not (Path(folder) / "config.json").is_file():
@@ -122,8 +177,9 @@ def main() -> None:
         own = own_metrics.get("truthfulqa_rouge_diff", {}).get("mean")  # None: not evaluated on TruthfulQA
         result["models"][name] = {"lm_eval_rougeL_diff": lm_diff, "isara_metric_on_lm_eval_answers": same,
                                   "isara_truthfulqa_rouge_diff": own, "answers": answers}  # fmt: skip
-        print(f"| {name} | {lm_diff:+.2f} | {same:+.2f} | {'—' if own is None else f'{own:+.2f}'} |")
+        print(f"{name}: lm-eval {lm_diff:+.2f}, isara's metric on those answers {same:+.2f}", flush=True)
     args.out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    render(args.out, check=False)
 
 
 if __name__ == "__main__":
