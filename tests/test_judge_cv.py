@@ -13,7 +13,17 @@ import pytest
 from isara import judges
 from isara.schema import norm
 from tests.conftest import REPO
-from tools.judge_cv import COMMITTED, COMMITTED_ID, RECORD, chosen_thresholds, f1_difference, folds_of, page
+from tools.judge_cv import (
+    COMMITTED,
+    COMMITTED_ID,
+    RECIPE,
+    RECORD,
+    chosen_thresholds,
+    f1_difference,
+    folds_of,
+    page,
+    run,
+)
 
 
 def _rows(n_questions: int, harmful_every: int) -> pl.DataFrame:
@@ -82,9 +92,28 @@ def test_no_records_is_one_line(tmp_path: Path):
         page(tmp_path, {}, 0.5)
 
 
-def test_the_committed_page_matches_its_records():
-    done = subprocess.run([sys.executable, "tools/judge_cv.py", "--check"], cwd=REPO, capture_output=True, text=True)
+VARIANTS = [  # committed variant pages, with the arguments that built them
+    ["--records", "docs/judge_cv_epochs3", "--out", "docs/judge_cv_epochs3.md", "--against", "docs/judge_cv"],
+]
+
+
+@pytest.mark.parametrize("args", [[], *VARIANTS], ids=["stage recipe", *(a[1] for a in VARIANTS)])
+def test_the_committed_pages_match_their_records(args: list[str]):
+    tool = [sys.executable, "tools/judge_cv.py", "--check", *args]
+    done = subprocess.run(tool, cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_variant_page_names_what_it_changed_and_a_folder_never_mixes_recipes(tmp_path: Path):
+    records = _records(tmp_path)
+    (records / RECIPE).write_text('{"epochs": 3, "folds": 2}')
+    held = {"f1": 0.5, "f1_ci95": [0.4, 0.6], "questions": 9, "n": 45, "positives": 4, "precision": 0.5, "recall": 0.5}
+    committed = {"harm": {"held_out": {"xstest_test": held, "spard_test": {"f1": 0.9}}}}
+    text = page(records, committed, 0.5, against=records)
+    assert f"but with epochs 3 (the stage: {judges.CE_EPOCHS})" in text
+    assert "This recipe minus that one, same answers: F1 +0.000" in text
+    with pytest.raises(SystemExit, match="holds folds fitted as"):
+        run(records, 2, {"epochs": 4, "xstest_weight": 3.0})
 
 
 def _fold(fold: int, probs_x: list[float], labels_x: list[int], probs_s: list[float], labels_s: list[int]):

@@ -99,7 +99,7 @@ def harm_rows(params) -> pl.DataFrame:
     return harm
 
 
-def fit_fold(rows: pl.DataFrame, fold_of: dict[str, int], fold: int, embedder: str, epochs: int) -> pl.DataFrame:
+def fit_fold(rows: pl.DataFrame, fold_of: dict[str, int], fold: int, embedder: str, variant: dict) -> pl.DataFrame:
     """Fit the cross-encoder without fold `fold`'s XSTest questions; score them and SPARD test."""
     key = pl.col("question").map_elements(norm, return_dtype=pl.Utf8)
     xs = rows.filter(pl.col("source") == "xstest").with_columns(fold=key.replace_strict(fold_of, return_dtype=pl.Int32))
@@ -115,10 +115,11 @@ def fit_fold(rows: pl.DataFrame, fold_of: dict[str, int], fold: int, embedder: s
             rows.filter((pl.col("split") == "test") & (pl.col("source") == "spard")),
         ]
     )
-    weight = train["source"].replace_strict(judges.CE_SOURCE_WEIGHT, default=1.0, return_dtype=pl.Float64)
+    weights = {**judges.CE_SOURCE_WEIGHT, "xstest": variant["xstest_weight"]}
+    weight = train["source"].replace_strict(weights, default=1.0, return_dtype=pl.Float64)
     log.info("fold %d: fitting on %d rows, scoring %d", fold, train.height, test.height)
     # A variant's epochs replace the stage's for this fit only (the stage itself reads CE_EPOCHS).
-    with tempfile.TemporaryDirectory() as tmp, mock.patch.object(judges, "CE_EPOCHS", epochs):
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.object(judges, "CE_EPOCHS", variant["epochs"]):
         judges.fit_cross_encoder(
             train["question"].to_list(),
             train["answer"].to_list(),
@@ -145,17 +146,24 @@ def fit_fold(rows: pl.DataFrame, fold_of: dict[str, int], fold: int, embedder: s
     )
 
 
-def recipe(epochs: int, k: int) -> dict:
-    """What a records folder's judges were fitted with (the rest is the judge stage's recipe)."""
-    return {"epochs": epochs, "folds": k}
+def stage_recipe() -> dict:
+    """The judge stage's values of what a variant may change."""
+    return {"epochs": judges.CE_EPOCHS, "xstest_weight": judges.CE_SOURCE_WEIGHT["xstest"]}
 
 
-def run(records: Path, k: int, epochs: int) -> None:
+def describe(variant: dict) -> str:
+    """How a variant differs from the judge stage's recipe, in words; '' for the stage's own."""
+    names = {"epochs": "epochs", "xstest_weight": "XSTest weight"}
+    stage = stage_recipe()
+    return ", ".join(f"{names[k]} {variant[k]:g} (the stage: {stage[k]:g})" for k in names if variant[k] != stage[k])
+
+
+def run(records: Path, k: int, variant: dict) -> None:
     params = load_params(ROOT / "params.yaml")
     if params.judge.harm != "cross_encoder":
         raise SystemExit(f"error: judge.harm is {params.judge.harm!r}; this measures the cross_encoder recipe")
-    want = recipe(epochs, k)
-    if (records / RECIPE).is_file() and (had := json.loads((records / RECIPE).read_text())) != want:
+    want = {**variant, "folds": k}
+    if (records / RECIPE).is_file() and (had := fitted_as(records)) != want:
         raise SystemExit(f"error: {records} holds folds fitted as {had}, not {want}; give another --records")
     set_threads(params.model.threads)
     rows = harm_rows(params)
@@ -167,7 +175,7 @@ def run(records: Path, k: int, epochs: int) -> None:
         if out.is_file():
             log.info("fold %d: recorded in %s", fold, out)
             continue
-        scored = fit_fold(rows, fold_of, fold, params.model.embedder, epochs)
+        scored = fit_fold(rows, fold_of, fold, params.model.embedder, variant)
         with atomic(out) as tmp:
             scored.write_parquet(tmp)
 
@@ -226,7 +234,7 @@ def _measure(df: pl.DataFrame, column: str, threshold: float) -> dict:
 def fitted_as(records: Path) -> dict:
     """The folder's recipe record; a folder without one holds the judge stage's recipe (records before it)."""
     f = records / RECIPE
-    return json.loads(f.read_text(encoding="utf-8")) if f.is_file() else {"epochs": judges.CE_EPOCHS}
+    return {**stage_recipe(), **(json.loads(f.read_text(encoding="utf-8")) if f.is_file() else {})}
 
 
 def chosen_thresholds(xs: pl.DataFrame, spard: pl.DataFrame) -> dict[int, float]:
@@ -288,7 +296,7 @@ def _against(xs: pl.DataFrame, against: Path | None, threshold: float) -> list[s
     )
     base = _measure(theirs, "prob", threshold)
     return [
-        _line(f"{fitted_as(against)['epochs']} epochs, same folds ({against.as_posix()})", base),
+        _line(f"{describe(fitted_as(against)) or 'the stage recipe'}, same folds ({against.as_posix()})", base),
         "",
         f"This recipe minus that one, same answers: F1 {diff:+.3f} [{lo:+.3f}, {hi:+.3f}] (95%, one bootstrap"
         " over questions for both).",
@@ -347,9 +355,8 @@ def _load(records: Path) -> pl.DataFrame:
 
 def page(records: Path, committed: dict, threshold: float, against: Path | None = None) -> str:
     df = _load(records)
-    epochs = fitted_as(records)["epochs"]
-    how = "as the judge stage fits one" if epochs == judges.CE_EPOCHS else (
-        f"as the judge stage fits one but for {epochs} epochs (the stage: {judges.CE_EPOCHS})")  # fmt: skip
+    changed = describe(fitted_as(records))
+    how = f"as the judge stage fits one but with {changed}" if changed else "as the judge stage fits one"
     xs, spard = df.filter(pl.col("source") == "xstest"), df.filter(pl.col("source") == "spard")
     k = df["fold"].n_unique()
     pooled, keyword = _measure(xs, "prob", threshold), _measure(xs, "keyword", threshold)
@@ -446,6 +453,8 @@ def main() -> None:
     ap.add_argument("--records", default="docs/judge_cv", help="folder of the per-fold predictions")
     ap.add_argument("--out", default="docs/judge_cv.md", help="the page to write")
     ap.add_argument("--epochs", type=int, default=judges.CE_EPOCHS, help="a variant's epochs (default: the stage's)")
+    ap.add_argument("--xstest-weight", type=float, default=judges.CE_SOURCE_WEIGHT["xstest"],
+                    help="a variant's loss weight of XSTest rows (default: the stage's)")  # fmt: skip
     ap.add_argument("--committed", action="store_true", help="record the committed judges' held-out scores first")
     ap.add_argument("--against", type=Path, default=None, help="records of another recipe on the same folds")
     args = ap.parse_args()
@@ -453,7 +462,7 @@ def main() -> None:
     records = Path(args.records)
     if args.run:
         try:
-            run(records, args.folds, args.epochs)
+            run(records, args.folds, {"epochs": args.epochs, "xstest_weight": args.xstest_weight})
         except IsaraError as err:  # e.g. data/prepared not built yet: `dvc repro prepare_data`
             raise SystemExit(f"error: {err}") from None
     if args.committed:
