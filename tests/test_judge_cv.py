@@ -94,6 +94,7 @@ def test_no_records_is_one_line(tmp_path: Path):
 
 VARIANTS = [  # committed variant pages, with the arguments that built them
     ["--records", "docs/judge_cv_epochs3", "--out", "docs/judge_cv_epochs3.md", "--against", "docs/judge_cv"],
+    ["--records", "docs/judge_cv_xstest6", "--out", "docs/judge_cv_xstest6.md", "--against", "docs/judge_cv"],
 ]
 
 
