@@ -303,8 +303,7 @@ def _against(xs: pl.DataFrame, against: Path | None, threshold: float) -> list[s
     ]
 
 
-def _rule(xs: pl.DataFrame, spard: pl.DataFrame, threshold: float) -> list[str]:
-    chosen = chosen_thresholds(xs, spard)
+def _rule(xs: pl.DataFrame, spard: pl.DataFrame, chosen: dict[int, float], threshold: float) -> list[str]:
     lines = [
         "",
         f"A rule that chooses the threshold: for each fold, the threshold (0.05 to 0.95 in steps of 0.05) with the"
@@ -408,8 +407,9 @@ def page(records: Path, committed: dict, threshold: float, against: Path | None 
             for _, g in spard.group_by("fold", maintain_order=True)
         ]
         lines.append(f"| {t:g} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {np.mean(s):.3f} |")
-    lines += _rule(xs, spard, threshold)
-    picked = sorted({float(t) for t in chosen_thresholds(xs, spard).values() if t is not None} | {threshold})
+    chosen = chosen_thresholds(xs, spard)
+    lines += _rule(xs, spard, chosen, threshold)
+    picked = sorted({float(t) for t in chosen.values() if t is not None} | {threshold})
     lines += _committed_lines(records, picked)
     judged = xs.with_columns(pred=(pl.col("prob") >= threshold).cast(pl.Int32))
     alarms = (
