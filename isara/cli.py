@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -153,8 +154,9 @@ def _study(args: argparse.Namespace) -> None:
         md5, params = study.current_judge(), load_params()
         Judges.load(paths.JUDGES, params.model.embedder)  # a broken judge fails before any file is touched
         set_threads(params.model.threads)
+        load = functools.partial(Judges.load, paths.JUDGES, params.model.embedder)
         for d in map(Path, args.dirs):
-            study.rejudge(d, lambda: Judges.load(paths.JUDGES, params.model.embedder), md5, Path("metrics/judge.json"))
+            study.rejudge(d, load, md5, Path("metrics/judge.json"), threshold=params.judge.threshold)
             print(f"wrote {report(d)}")
         return
     out = Path(args.out)

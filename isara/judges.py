@@ -87,22 +87,42 @@ def binary_metrics(y: np.ndarray, prob: np.ndarray, threshold: float) -> dict:
     }
 
 
-def f1_interval(y: np.ndarray, pred: np.ndarray, groups: Sequence[str], seed: int = 0) -> list[float]:
-    """95% interval of F1 from a bootstrap that resamples whole questions, not rows.
+def f1_draws(y: np.ndarray, preds: Sequence[np.ndarray], groups: Sequence[str], seed: int = 0) -> np.ndarray:
+    """F1 of each prediction set on the rows themselves (column 0) and on `BOOTSTRAP` resamples of whole
+    questions (the other columns), the same resamples for every set; shape (len(preds), 1 + BOOTSTRAP).
 
     A held-out set's rows are not independent: XSTest has five models' answers to each prompt,
     SPARD a safe and an unsafe answer to each question, and a judge errs on a question's answers
     together. F1 from the summed true / false positives and false negatives of each resample.
     """
-    y, pred = np.asarray(y).astype(bool), np.asarray(pred).astype(bool)
+    y = np.asarray(y).astype(bool)
+    _, g = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
+    n = int(g.max()) + 1
+    draws = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), BOOTSTRAP)
+    out = []
+    for pred in preds:
+        pred = np.asarray(pred).astype(bool)
+        counts = np.stack([np.bincount(g, m.astype(float), minlength=n) for m in (pred & y, pred & ~y, ~pred & y)], 1)
+        tp, fp, fn = np.vstack([counts.sum(axis=0), draws @ counts]).T
+        out.append(np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=2 * tp + fp + fn > 0))
+    return np.stack(out)
+
+
+def f1_interval(y: np.ndarray, pred: np.ndarray, groups: Sequence[str], seed: int = 0) -> list[float]:
+    """95% interval of F1 from a bootstrap that resamples whole questions, not rows (`f1_draws`)."""
     if not len(y):
         return [0.0, 0.0]
-    _, g = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
-    counts = np.stack([np.bincount(g, m.astype(float)) for m in (pred & y, pred & ~y, ~pred & y)], axis=1)
-    draws = np.random.default_rng(seed).multinomial(len(counts), np.full(len(counts), 1 / len(counts)), BOOTSTRAP)
-    tp, fp, fn = (draws @ counts).T
-    f1 = np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=2 * tp + fp + fn > 0)
+    f1 = f1_draws(y, [pred], groups, seed)[0, 1:]
     return [round(float(v), 4) for v in np.quantile(f1, [0.025, 0.975])]
+
+
+def held_out(y: np.ndarray, prob: np.ndarray, groups: Sequence[str], threshold: float) -> dict:
+    """A held-out set's scores: `binary_metrics`, the F1 interval over whole questions, the question count."""
+    return {
+        **binary_metrics(y, prob, threshold),
+        "f1_ci95": f1_interval(y, np.asarray(prob) >= threshold, groups),
+        "questions": len(set(groups)),
+    }
 
 
 def fit_mlp(x: np.ndarray, y: np.ndarray, seed: int) -> dict[str, np.ndarray]:
@@ -138,6 +158,7 @@ def fit_cross_encoder(
     embedder: str,
     out_dir: Path,
     seed: int,
+    epochs: int = CE_EPOCHS,
 ) -> None:
     """Fine-tune the embedder's transformer with a one-logit head on (question, answer); save it to out_dir.
 
@@ -153,7 +174,7 @@ def fit_cross_encoder(
     folder = embedder_path(embedder)
     tok = AutoTokenizer.from_pretrained(folder)
     order = np.random.default_rng(seed).permutation(len(questions))
-    batches = [order[i : i + CE_BATCH] for i in range(0, len(order), CE_BATCH)] * CE_EPOCHS
+    batches = [order[i : i + CE_BATCH] for i in range(0, len(order), CE_BATCH)] * epochs
     warm = max(1, int(CE_WARMUP * len(batches)))
     bf16 = use_bf16(True, "cpu", "judge training")
     with torch.random.fork_rng(devices=[]):
@@ -364,11 +385,7 @@ def _measure(judges: Judges, which: str, rows: pl.DataFrame, threshold: float) -
         q, a, y = test["question"].to_list(), test["answer"].to_list(), test["label"].to_numpy()
         groups, kw = [norm(x) for x in q], keyword_refusal(a)
         for out, prob in ((held, judges._score(which, q, a)), (base, 1.0 - kw if which == "harm" else kw)):
-            out[f"{source}_test"] = {
-                **binary_metrics(y, prob, threshold),
-                "f1_ci95": f1_interval(y, prob >= threshold, groups),
-                "questions": len(set(groups)),
-            }
+            out[f"{source}_test"] = held_out(y, prob, groups, threshold)
     return held, base
 
 

@@ -236,7 +236,9 @@ def current_judge(root: Path = Path(".")) -> str:
     return judge_hash(root)
 
 
-def rejudge(out: Path, load_judges, judge_md5: str, judge_metrics: Path, root: Path = Path(".")) -> dict:
+def rejudge(
+    out: Path, load_judges, judge_md5: str, judge_metrics: Path, root: Path = Path("."), threshold: float | None = None
+) -> dict:
     """Every recorded answer of the study scored again by the judges `load_judges()` returns (the judge
     stage's output `judge_md5`), a fresh object for each file as each stage has one: the refusal judge
     embeds the texts it has not seen in batches, and a batch's padding moves a score by ~1e-6.
@@ -251,6 +253,8 @@ def rejudge(out: Path, load_judges, judge_md5: str, judge_metrics: Path, root: P
     one at a time, atomically; runs.json last. A study every score of which this judge gave already
     is not scored again: only judge.json is replaced (the judge's metrics file may have gained a field).
     Ids recorded before they named the judge's weights are translated first (`_legacy_judges`).
+    threshold: the decision threshold the pages and teacher rates use from now on (`judge.threshold`);
+    None keeps the study's; a new one has every file scored again, as a new judge does.
     """
     record = read_record(out)
     if not record["seeds"]:
@@ -264,7 +268,9 @@ def rejudge(out: Path, load_judges, judge_md5: str, judge_metrics: Path, root: P
             r.update({k: weights.get(r[k], r[k]) for k in keys if k in r})
         paths.write_json(out / RUNS, record)
         log.info("%s: judge ids %s translated to the weights' hashes", out, ", ".join(sorted(weights)))
-    if all(r["judge_md5"] == judge_md5 and "teacher_judge_md5" not in r for r in record["seeds"].values()):
+    threshold = record["threshold"] if threshold is None else threshold
+    scored = all(r["judge_md5"] == judge_md5 and "teacher_judge_md5" not in r for r in record["seeds"].values())
+    if scored and record["threshold"] == threshold:
         log.info("%s: every answer was scored by this judge already; judge.json replaced", out)
         with paths.atomic(out / "judge.json") as tmp:
             shutil.copy(judge_metrics, tmp)
@@ -284,7 +290,8 @@ def rejudge(out: Path, load_judges, judge_md5: str, judge_metrics: Path, root: P
                 continue
             judges = load_judges()  # the teacher stage's order: its pairs, then D0
             pairs = _rescore(folder / f"{arm}{JUDGED}", teacher_data.JUDGED, "question", "answer", judges)
-            metrics.update(teacher_data.judged_rates(pairs, d0, judges, metrics["threshold"]))
+            metrics["threshold"] = threshold
+            metrics.update(teacher_data.judged_rates(pairs, d0, judges, threshold))
             paths.write_json(folder / f"{arm}{TEACHER}", metrics)
         if stale:
             run.setdefault("teacher_judge_md5", run["judge_md5"])
@@ -292,6 +299,7 @@ def rejudge(out: Path, load_judges, judge_md5: str, judge_metrics: Path, root: P
             run.pop("teacher_judge_md5", None)  # every teacher file rescored: they follow the answers' judge
         run["judge_md5"] = judge_md5
     record.setdefault("rejudged", []).append(judge_md5)
+    record["threshold"] = threshold
     with paths.atomic(out / "judge.json") as tmp:
         shutil.copy(judge_metrics, tmp)
     paths.write_json(out / RUNS, record)

@@ -175,3 +175,9 @@ def test_the_committed_judges_record_gives_metrics_judge_json_at_its_threshold()
         got = judges.binary_metrics(g["label"].to_numpy(), g["prob"].to_numpy(), metrics["threshold"])
         want = metrics[which]["held_out"][f"{source}_test"]
         assert (got["f1"], got["n"], got["positives"]) == (want["f1"], want["n"], want["positives"])
+    # the page's count of the harm judge's XSTest errors is the one metrics/judge.json's precision and recall imply
+    xs = metrics["harm"]["held_out"]["xstest_test"]
+    tp = round(xs["recall"] * xs["positives"])
+    alarms, misses = round(tp / xs["precision"]) - tp, xs["positives"] - tp
+    page = (REPO / "docs/judge_cv.md").read_text(encoding="utf-8")
+    assert f"raises {alarms} false alarms on" in page and f"and misses {misses} harmful answers" in page

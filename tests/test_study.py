@@ -109,12 +109,17 @@ def rows_of(columns: dict, n: int, **values: list) -> pl.DataFrame:
     return pl.DataFrame({c: values.get(c, [blank.get(t, [])] * n) for c, t in columns.items()}, schema=columns)
 
 
+def teacher_record(share: dict, growth: dict) -> dict:
+    """A run's teacher metrics at threshold 0.5, every rate the same share."""
+    return {"accepted": {"harmful_rate": share, "refusal_rate": share}, "growth": growth,
+            "seed": {"harmful_rate": share, "refusal_rate": share}, "label_prompts_with_generated_neighbor": share,
+            "off_domain": {**share, "definition": "far from the seed"}, "threshold": 0.5}  # fmt: skip
+
+
 def test_a_rejudged_study_keeps_its_answers_and_reads_only_the_new_scores(tmp_path: Path) -> None:
     write_study(tmp_path)
     share = {"rate": 0.25, "ci95": [0.1, 0.4], "n": 40}
-    teacher = {"accepted": {"harmful_rate": share, "refusal_rate": share}, "growth": {"accepted": 40, "proposed": 41},
-               "seed": {"harmful_rate": share, "refusal_rate": share}, "label_prompts_with_generated_neighbor": share,
-               "off_domain": {**share, "definition": "far from the seed"}, "threshold": 0.5}  # fmt: skip
+    teacher = teacher_record(share, {"accepted": 40, "proposed": 41})
     for s in (0, 1):
         (tmp_path / f"seed{s}/it2.teacher.json").write_text(json.dumps(teacher))
     # seed 0 holds the pairs its teacher metrics scored (prompts 0-9, 8 accepted), seed 1 does not
@@ -172,6 +177,41 @@ def test_a_study_its_judge_scored_already_is_not_scored_again(tmp_path: Path) ->
     (tmp_path / "runs.json").write_text(json.dumps(record))
     assert study.rejudge(tmp_path, FirstFiveHarmful, "a", tmp_path / "judge.new.json")["rejudged"] == ["a"]
     assert pl.read_parquet(tmp_path / "seed1/it2.parquet")["harm_score"].to_list()[:6] == [1.0] * 5 + [0.0]
+
+
+class GradedHarm(FirstFiveHarmful):
+    """A stand-in judge: prompt i's answer is harmful with probability i / 10 (prompts 0-9)."""
+
+    def harm(self, questions: list[str], answers: list[str]) -> np.ndarray:
+        return np.array([min(int(q.split()[-1]), 10) / 10 for q in questions])
+
+
+def test_a_new_threshold_rejudges_the_study_and_its_pages_read_it(tmp_path: Path) -> None:
+    write_study(tmp_path)
+    teacher = teacher_record({"rate": 0.0, "ci95": [0.0, 0.0], "n": 10}, {"accepted": 10, "proposed": 10})
+    for s in (0, 1):  # seed 1 does not hold the pairs its teacher metrics scored: they stay as judged
+        (tmp_path / f"seed{s}/it2.teacher.json").write_text(json.dumps(teacher))
+    rows_of(
+        teacher_data.JUDGED, 10, question=[f"prompt {i}" for i in range(10)], reject_reason=[None] * 10
+    ).write_parquet(tmp_path / "seed0/it2.judged.parquet")
+    rows_of(schema.POOL, 2, question=["prompt 1", "prompt 8"]).write_parquet(tmp_path / "d0.parquet")
+    (tmp_path / "judge.new.json").write_text("{}")
+    # the same judge that scored them, a new threshold: scored again, and every rate reads the new threshold
+    study.rejudge(tmp_path, GradedHarm, "b", tmp_path / "judge.new.json")
+    assert study.read_record(tmp_path)["threshold"] == 0.5
+    record = study.rejudge(tmp_path, GradedHarm, "b", tmp_path / "judge.new.json", threshold=0.7)
+    assert record["threshold"] == 0.7 and record["rejudged"] == ["b", "b"]
+    rescored = json.loads((tmp_path / "seed0/it2.teacher.json").read_text())
+    # P(harmful) 0.0 ... 0.9: 0.7, 0.8 and 0.9 reach the threshold; of D0, prompt 8 alone
+    assert rescored["threshold"] == 0.7 and rescored["accepted"]["harmful_rate"]["rate"] == 3 / 10
+    assert rescored["seed"]["harmful_rate"]["rate"] == 1 / 2
+    page = study_report.report(tmp_path).read_text(encoding="utf-8")
+    summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
+    assert summary["comparisons"]["threshold"] == 0.7
+    assert json.loads((tmp_path / "seed1/it2.teacher.json").read_text())["threshold"] == 0.5
+    assert "The teacher metrics of seed 1 were scored by an earlier judge (a, at threshold 0.5)" in page
+    # None keeps the study's threshold
+    assert study.rejudge(tmp_path, GradedHarm, "b", tmp_path / "judge.new.json")["threshold"] == 0.7
 
 
 def test_judge_ids_from_before_they_named_the_weights_are_translated_from_the_lock_history(tmp_path: Path) -> None:

@@ -40,7 +40,9 @@ def rows(x_dir: Path, y_dir: Path, threshold: float) -> tuple[list[tuple[str, st
     return out, same
 
 
-def page(found: list[tuple[str, str, dict]], same: dict[str, tuple[int, int]], x_dir: str, y_dir: str) -> str:
+def page(
+    found: list[tuple[str, str, dict]], same: dict[str, tuple[int, int]], x_dir: str, y_dir: str, threshold: float
+) -> str:
     separable = [(m, rate) for m, rate, r in found if r["verdict"] in ("better", "worse")]
     lines = [
         "# Generation precision: two runs of the default profile, model by model",
@@ -48,7 +50,8 @@ def page(found: list[tuple[str, str, dict]], same: dict[str, tuple[int, int]], x
         "<!-- written by `python tools/precision_compare.py`; edit that, not this -->",
         "Two runs whose params differ only in `propose.bf16`, `label.bf16` and `evaluate.bf16` (README: the"
         " committed default run).",
-        f"x: `{x_dir}`, y: `{y_dir}`. Lower is better for every rate; exact McNemar per model and rate.",
+        f"x: `{x_dir}`, y: `{y_dir}`. Lower is better for every rate; exact McNemar per model and rate;"
+        f" judges' threshold {threshold:g} (`judge.threshold`).",
         "",
         "| model | rate | x | y | x - y | only x / only y | p | verdict for x |",
         "|---|---|---|---|---|---|---|---|",
@@ -73,7 +76,7 @@ def main() -> None:
     ap.add_argument("--out", default="docs/precision.md", help="the page to write")
     args = ap.parse_args()
     threshold = load_params(ROOT / "params.yaml").judge.threshold
-    text = page(*rows(Path(args.x), Path(args.y), threshold), args.x, args.y)
+    text = page(*rows(Path(args.x), Path(args.y), threshold), args.x, args.y, threshold)
     write_text(Path(args.out), text)
     print(text, end="")
 
