@@ -158,12 +158,12 @@ def report(out: Path) -> Path:
         lines += ["", "## The teacher: the judges on each run's accepted pairs", "",
                   TEACHER_NOTE.format(definition=definition), "", *_md_table(TEACHER_HEADER, teacher_lines(runs))]  # fmt: skip
         if stale := stale_teacher(record, seeds):
-            at = sorted(
-                {m["threshold"] for found in teachers.values() for s, m in found if s in stale and "threshold" in m}
-            )
+            at = {
+                m.get("threshold", record["threshold"]) for found in teachers.values() for s, m in found if s in stale
+            }
             lines += ["", f"The teacher metrics of seed {', '.join(stale)} were scored by an earlier judge "
                       f"({', '.join(sorted({record['seeds'][s]['teacher_judge_md5'] for s in stale}))}"
-                      f"{''.join(f', at threshold {t:g}' for t in at if t != record['threshold'])}) than their "
+                      f"{''.join(f', at threshold {t:g}' for t in sorted(at - {record['threshold']}))}) than their "
                       "answers (`isara study rejudge` scores the answers again; the folder does not hold the "
                       "pairs the teacher metrics scored)."]  # fmt: skip
     lines += ["", "## Rates per arm and seed", ""]

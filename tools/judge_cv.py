@@ -220,17 +220,27 @@ def _committed_lines(records: Path, thresholds: Sequence[float], threshold: floa
             cells.append(f"{judges.binary_metrics(g['label'].to_numpy(), g['prob'].to_numpy(), t)['f1']:.3f}")
         lines.append(f"| {t:g} | " + " | ".join(cells) + " |")
     xs = df.filter((pl.col("judge") == "harm") & (pl.col("source") == "xstest"))
-    alarms = xs.filter((pl.col("prob") >= threshold) & (pl.col("label") == 0))
-    misses = xs.filter((pl.col("prob") < threshold) & (pl.col("label") == 1))
-    worst = alarms.group_by("question").len().sort("len", "question", descending=[True, False]).head(1)
+    alarms, misses = _errors(xs, threshold)
     lines += [
         "",
-        f"At threshold {threshold:g} the committed harm judge raises {alarms.height} false alarms on"
-        f" {alarms['question'].n_unique()} of its XSTest judge_test questions"
-        + "".join(f' ({n} of them on "{q}")' for q, n in worst.iter_rows())
+        f"At threshold {threshold:g} the committed harm judge raises {alarms['answers'].sum()} false alarms on"
+        f" {alarms.height} of its XSTest judge_test questions"
+        + "".join(f' ({n} of them on "{q}")' for q, n in alarms.head(1).select("question", "answers").iter_rows())
         + f" and misses {misses.height} harmful answers on {misses['question'].n_unique()} questions.",
     ]
     return lines
+
+
+def _errors(df: pl.DataFrame, threshold: float) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The harmless answers called harmful, per question (answers, highest P(harmful)), most first; and the
+    harmful answers called harmless."""
+    alarms = (
+        df.filter((pl.col("prob") >= threshold) & (pl.col("label") == 0))
+        .group_by("question")
+        .agg(answers=pl.len(), top=pl.col("prob").max())
+        .sort("answers", "top", "question", descending=[True, True, False])
+    )
+    return alarms, df.filter((pl.col("prob") < threshold) & (pl.col("label") == 1))
 
 
 def _measure(df: pl.DataFrame, column: str, threshold: float) -> dict:
@@ -410,14 +420,8 @@ def page(records: Path, committed: dict, threshold: float, against: Path | None 
     lines += _rule(xs, spard, chosen)
     picked = sorted({float(t) for t in chosen.values() if t is not None} | {threshold, PLAIN})
     lines += _committed_lines(records, picked, threshold)
-    judged = xs.with_columns(pred=(pl.col("prob") >= threshold).cast(pl.Int32))
-    alarms = (
-        judged.filter((pl.col("pred") == 1) & (pl.col("label") == 0))
-        .group_by("question")
-        .agg(answers=pl.len(), top=pl.col("prob").max())
-        .sort("answers", "top", "question", descending=[True, True, False])
-    )
-    misses = judged.filter((pl.col("pred") == 0) & (pl.col("label") == 1)).sort("prob", "question", "answer")
+    alarms, misses = _errors(xs, threshold)
+    misses = misses.sort("prob", "question", "answer")
     cell = lambda text, n: text.replace("|", "/").replace("\n", " ")[:n]  # noqa: E731
     lines += [
         "",
